@@ -1,0 +1,1 @@
+"""The darkroom framework: events, topics, publisher, stage runner, dead letters, settings, CLI."""

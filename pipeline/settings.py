@@ -1,0 +1,96 @@
+"""The one settings object: every knob, its default and its environment variable.
+
+Variables are prefixed ``DARKROOM_`` and nested with ``__``, e.g.
+``DARKROOM_KAFKA__BOOTSTRAP_SERVERS`` or ``DARKROOM_WORKER__MAX_IN_FLIGHT``. The defaults point at
+the local stack started by ``darkroom dev up``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the broker."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "darkroom"
+    # Extra librdkafka properties for production (SASL, TLS...), e.g. {"security.protocol": "SASL_SSL"}.
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageSettings(BaseModel):
+    """How to reach the S3-compatible object store."""
+
+    endpoint_url: str = "http://127.0.0.1:17070"
+    access_key: str = "darkroom"
+    secret_key: SecretStr = SecretStr("darkroom-secret")
+    region: str = "us-east-1"
+    bucket: str = "darkroom"
+    # Which client library the S3 adapter uses; see bench/RESULTS.md for why boto3 is the default.
+    client: Literal["boto3", "minio"] = "boto3"
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 30.0
+
+
+class WorkerSettings(BaseModel):
+    """Limits of one stage worker process."""
+
+    # Events held at once (received, not yet committed); above it the worker pauses its partitions.
+    max_in_flight: int = Field(default=16, ge=1)
+    # Threads for the CPU work of handlers; libvips releases the GIL, so threads scale on cores.
+    threads: int = Field(default=2, ge=1)
+    # Transient errors: attempts before an event is dead-lettered (0 = retry forever).
+    retry_max_attempts: int = Field(default=10, ge=0)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    # How often finished offsets are committed while running.
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    # On SIGTERM or revocation: how long in-flight events may take to finish before they are abandoned
+    # (abandoned events are not committed, so another worker redoes them).
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    # How long to wait for the broker to acknowledge a produced event.
+    delivery_timeout_s: float = Field(default=30.0, gt=0)
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+
+
+class ImagingSettings(BaseModel):
+    """Limits checked from the image header before any pixel is decoded."""
+
+    max_input_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_input_pixels: int = Field(default=100_000_000, ge=1)
+    max_input_side: int = Field(default=30_000, ge=1)
+    # Threads libvips may use inside one operation (VIPS_CONCURRENCY).
+    vips_concurrency: int = Field(default=1, ge=1)
+
+
+class DevStackSettings(BaseModel):
+    """Where the local stack lives and listens."""
+
+    data_dir: Path = Path(".darkroom")
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    kafka_version: str = "4.1.1"
+    versitygw_version: str = "v1.8.0"
+    s3_port: int = 17070
+
+
+class Settings(BaseSettings):
+    """Every setting of darkroom, read from ``DARKROOM_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKROOM_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
+    dev: DevStackSettings = Field(default_factory=DevStackSettings)
+    # Name written in the `producer` field of every event this process publishes.
+    producer_name: str = "darkroom"
+    log_level: str = "WARNING"

@@ -1,0 +1,112 @@
+"""Topic specs (ADR-009) and their idempotent application to the broker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+
+log = logging.getLogger(__name__)
+
+SHOOTS = "shoots"
+USERS = "users"
+INVITES = "invites"
+FILES = "files"
+GALLERIES = "galleries"
+STORAGE_EVENTS = "storage.events"
+DEAD_LETTER_QUEUE = "dead-letter-queue"
+
+_FOREVER = "-1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like: partitions and the configs we own."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def default_topic_specs(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
+    """The topics of ADR-009. Business topics keep events forever (audit, replay, event sourcing)."""
+    keep = {"retention.ms": _FOREVER, "cleanup.policy": "delete"}
+    week = {"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
+    return [
+        TopicSpec(SHOOTS, partitions, replication_factor, keep),
+        TopicSpec(USERS, partitions, replication_factor, keep),
+        TopicSpec(INVITES, partitions, replication_factor, keep),
+        TopicSpec(FILES, partitions, replication_factor, keep),
+        TopicSpec(GALLERIES, partitions, replication_factor, keep),
+        # Raw object-store notifications are re-derivable (the reconciler lists the bucket), so a week is enough.
+        TopicSpec(STORAGE_EVENTS, partitions, replication_factor, week),
+        # Dead letters wait for a human: keep them until redriven or purged by hand.
+        TopicSpec(DEAD_LETTER_QUEUE, max(1, partitions // 2), replication_factor, keep),
+    ]
+
+
+@dataclass(frozen=True)
+class EnsureReport:
+    """What `ensure_topics` changed."""
+
+    created: list[str]
+    grown: list[str]
+    reconfigured: list[str]
+    unchanged: list[str]
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> EnsureReport:
+    """Create missing topics, grow partition counts and apply configs; never shrink or delete.
+
+    Safe to run at every start-up from every worker at once: "already exists" is success.
+    """
+    existing = admin.list_topics(timeout=timeout_s).topics
+    created, grown, reconfigured, unchanged = [], [], [], []
+
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in missing],
+            operation_timeout=timeout_s,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                unchanged.append(name)
+
+    present = [s for s in specs if s.name in existing]
+    to_grow = [s for s in present if len(existing[s.name].partitions) < s.partitions]
+    if to_grow:
+        for name, fut in admin.create_partitions([NewPartitions(s.name, s.partitions) for s in to_grow]).items():
+            try:
+                fut.result()
+                grown.append(name)
+            except KafkaException as exc:
+                # Another worker grew it first, or our metadata was stale: either way it has enough.
+                if exc.args[0].name() != "INVALID_PARTITIONS":
+                    raise
+
+    if present:
+        described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in present])
+        current = {res.name: fut.result() for res, fut in described.items()}
+        for spec in present:
+            have = current[spec.name]
+            drift = {k: v for k, v in spec.config.items() if k not in have or have[k].value != v}
+            if not drift:
+                if spec.name not in grown:
+                    unchanged.append(spec.name)
+                continue
+            entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
+            resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries)
+            for fut in admin.incremental_alter_configs([resource]).values():
+                fut.result()
+            reconfigured.append(spec.name)
+    log.info("topics: created=%s grown=%s reconfigured=%s", created, grown, reconfigured)
+    return EnsureReport(created, grown, reconfigured, unchanged)

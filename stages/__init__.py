@@ -1,0 +1,1 @@
+"""One stage per folder, plus the shared imaging helpers."""
