@@ -1,0 +1,35 @@
+"""How a failure is classified: retry it, or dead-letter it at once."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    """Transient failures are retried with backoff; permanent ones go to the dead-letter queue."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class TransientError(Exception):
+    """Worth retrying: an outage or timeout of something we depend on."""
+
+
+class PermanentError(Exception):
+    """Never worth retrying: the input itself is bad. The event is dead-lettered with this message."""
+
+
+class InvalidEvent(PermanentError):
+    """The message is not an event we can read (bad JSON, unknown type, invalid payload)."""
+
+
+def default_classify(exc: BaseException) -> ErrorKind:
+    """Transient for our own TransientError and for connection and timeout errors; permanent otherwise.
+
+    Unknown errors are permanent so that a poison event can never stop its partition; the dead
+    letter keeps it, and `dlq redrive` replays it once the bug is fixed.
+    """
+    if isinstance(exc, TransientError | ConnectionError | TimeoutError):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.PERMANENT

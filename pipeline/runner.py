@@ -1,0 +1,367 @@
+"""The stage runner: consume → process (thread pool) → produce → commit, at least once.
+
+Commit steps, in order, for every message:
+1. Received: its offset is recorded as pending for its partition.
+2. Filtered on headers (`Stage.accepts`); a message the stage does not want is finished at once.
+3. Queued behind earlier messages of the same key (per-key order), then run on the thread pool:
+   `Stage.process` does the side effects (objects written) and returns the events to publish.
+4. Its events are published and acknowledged by the broker (acks=all, idempotent producer).
+5. Only then is the offset finished. A transient failure instead schedules a retry with backoff and
+   jitter and pauses the partition meanwhile; a permanent failure (or exhausted retries) publishes a
+   dead letter and, once that is acknowledged, finishes the offset.
+6. Every `commit_interval_s`, on revocation and on shutdown, each partition commits up to its lowest
+   unfinished offset. A crash before that redoes the work; idempotent outputs make the redo harmless.
+
+All bookkeeping happens on the thread that polls; worker threads only run jobs and report back
+through a queue, so no state here needs a lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from pipeline.dead_letter import dead_letter
+from pipeline.envelope import headers_dict, now_ms
+from pipeline.errors import ErrorKind
+from pipeline.offsets import PartitionOffsets
+from pipeline.publisher import Outgoing
+from pipeline.retry import Backoff
+from pipeline.settings import WorkerSettings
+from pipeline.stage import Received, Stage
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+class ConsumerLike(Protocol):
+    """The part of confluent_kafka.Consumer the runner uses."""
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None: ...
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any: ...
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def close(self) -> None: ...
+
+
+class PublisherLike(Protocol):
+    """The part of Publisher the runner uses."""
+
+    def publish_all(self, messages: list[Outgoing], timeout_s: float | None = None) -> Any: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
+@dataclass
+class RunnerStats:
+    """Counters of one runner, for logs, health and tests."""
+
+    received: int = 0
+    skipped: int = 0
+    processed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    commits: int = 0
+
+
+@dataclass
+class _Job:
+    message: Received
+    generation: int
+    attempts: int = 0
+    letter: Outgoing | None = None  # set once the message is to be dead-lettered instead of processed
+
+    @property
+    def tp(self) -> TP:
+        return (self.message.topic, self.message.partition)
+
+
+@dataclass
+class _Partition:
+    generation: int
+    offsets: PartitionOffsets
+    retrying: int = 0
+
+
+@dataclass(order=True)
+class _Retry:
+    due: float
+    seq: int
+    job: _Job = field(compare=False)
+
+
+class StageRunner:
+    """Runs one stage as a member of the consumer group `darkroom.<stage>` until `stop()`."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        consumer: ConsumerLike,
+        publisher: PublisherLike,
+        settings: WorkerSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stage = stage
+        self._consumer = consumer
+        self._publisher = publisher
+        self._settings = settings
+        self._clock = clock
+        self._backoff = Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s, settings.retry_max_attempts)
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=f"{stage.name}-work")
+        self._done: queue.SimpleQueue[tuple[_Job, BaseException | None]] = queue.SimpleQueue()
+        self._partitions: dict[TP, _Partition] = {}
+        self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}  # busy keys and the jobs waiting behind them
+        self._retries: list[_Retry] = []
+        self._paused: set[TP] = set()
+        self._generations = itertools.count(1)
+        self._seq = itertools.count()
+        self._stopping = threading.Event()
+        self._last_commit = clock()
+        self.stats = RunnerStats()
+        self.assigned = threading.Event()  # set once partitions are assigned: lets callers await readiness
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until `stop()`, then drain in-flight work (bounded), commit and close."""
+        self._consumer.subscribe(
+            list(self.stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            while not self._stopping.is_set():
+                self._step()
+            self._drain(list(self._partitions))
+            self._commit()
+        finally:
+            self._consumer.close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._publisher.close()
+            self.stage.close()
+
+    def stop(self) -> None:
+        """Ask the runner to finish; safe from signal handlers and other threads."""
+        self._stopping.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages received and not yet finished, across partitions."""
+        return sum(p.offsets.in_flight for p in self._partitions.values())
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        free = self._settings.max_in_flight - self.in_flight
+        # Short polls while work runs, so finished work is committed and followed up promptly.
+        timeout = 0.01 if self.in_flight else 0.2
+        if self._retries:
+            timeout = max(0.0, min(timeout, self._retries[0].due - self._clock()))
+        for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout):
+            self._on_message(msg)
+        self._collect(block_s=0.0)
+        self._fire_retries()
+        self._apply_pauses()
+        if self._clock() - self._last_commit >= self._settings.commit_interval_s:
+            self._commit()
+
+    def _on_message(self, msg: Any) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("%s: consumer error: %s", self.stage.name, err)
+            return
+        tp = (msg.topic(), msg.partition())
+        part = self._partitions.get(tp)
+        if part is None:
+            return  # from a partition revoked meanwhile: its new owner reads it
+        received = Received(
+            msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), list(msg.headers() or []), msg.timestamp()[1]
+        )
+        part.offsets.received(received.offset)
+        self.stats.received += 1
+        if not self.stage.accepts(headers_dict(received.headers)):
+            part.offsets.finished(received.offset)
+            self.stats.skipped += 1
+            return
+        job = _Job(received, part.generation)
+        slot = self._key_slot(job)
+        if slot in self._keys:
+            self._keys[slot].append(job)
+        else:
+            self._keys[slot] = deque()
+            self._submit(job)
+
+    def _key_slot(self, job: _Job) -> tuple[TP, bytes]:
+        # Keyless messages carry no order promise: each gets a slot of its own.
+        key = job.message.key if job.message.key is not None else b"\x00offset:%d" % job.message.offset
+        return (job.tp, key)
+
+    def _submit(self, job: _Job) -> None:
+        future = self._pool.submit(self._execute, job)
+        future.add_done_callback(lambda f, j=job: self._done.put((j, f.exception())))
+
+    def _execute(self, job: _Job) -> None:
+        """Runs on a worker thread."""
+        if job.letter is not None:
+            self._publisher.publish_all([job.letter])
+            return
+        outputs = self.stage.process(job.message)
+        if outputs:
+            self._publisher.publish_all(outputs)
+
+    def _collect(self, block_s: float) -> None:
+        """Apply finished jobs' results; waits up to `block_s` for the first one."""
+        try:
+            item = self._done.get(timeout=block_s) if block_s > 0 else self._done.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._complete(*item)
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                return
+
+    def _complete(self, job: _Job, error: BaseException | None) -> None:
+        part = self._partitions.get(job.tp)
+        if part is None or part.generation != job.generation:
+            return  # abandoned on revocation: the partition's new owner redoes it
+        if error is None:
+            if job.letter is not None:
+                self.stats.dead_lettered += 1
+            else:
+                self.stats.processed += 1
+            part.offsets.finished(job.message.offset)
+            self._release_key(job)
+            return
+        if job.letter is not None:
+            # The dead-letter queue itself is unreachable: keep trying, never drop the message.
+            self._schedule_retry(job, part, error)
+            return
+        kind = self.stage.classify(error)
+        if kind is ErrorKind.TRANSIENT and not self._backoff.exhausted(job.attempts + 1):
+            self._schedule_retry(job, part, error)
+            return
+        job.attempts += 1
+        job.letter = dead_letter(job.message, self.stage.name, error, kind.value, job.attempts, now_ms())
+        log.warning(
+            "%s: dead-lettering %s[%d]@%d after %d attempt(s): %s: %s",
+            self.stage.name, job.message.topic, job.message.partition, job.message.offset,
+            job.attempts, type(error).__name__, error,
+        )
+        self._submit(job)
+
+    def _schedule_retry(self, job: _Job, part: _Partition, error: BaseException) -> None:
+        job.attempts += 1
+        delay = self._backoff.delay(job.attempts)
+        part.retrying += 1
+        self.stats.retried += 1
+        log.log(
+            logging.WARNING if job.attempts == 1 else logging.DEBUG,
+            "%s: retrying %s[%d]@%d in %.2fs (attempt %d): %s: %s",
+            self.stage.name, job.message.topic, job.message.partition, job.message.offset,
+            delay, job.attempts, type(error).__name__, error,
+        )
+        heapq.heappush(self._retries, _Retry(self._clock() + delay, next(self._seq), job))
+
+    def _fire_retries(self) -> None:
+        now = self._clock()
+        while self._retries and self._retries[0].due <= now:
+            job = heapq.heappop(self._retries).job
+            part = self._partitions.get(job.tp)
+            if part is None or part.generation != job.generation:
+                continue
+            part.retrying -= 1
+            self._submit(job)
+
+    def _release_key(self, job: _Job) -> None:
+        slot = self._key_slot(job)
+        waiting = self._keys.get(slot)
+        if waiting:
+            self._submit(waiting.popleft())
+        else:
+            self._keys.pop(slot, None)
+
+    def _apply_pauses(self) -> None:
+        """Pause partitions with a retry pending, or all of them while the in-flight window is full."""
+        full = self.in_flight >= self._settings.max_in_flight
+        want = {tp for tp, p in self._partitions.items() if full or p.retrying > 0 or self._stopping.is_set()}
+        to_pause, to_resume = want - self._paused, self._paused - want
+        if to_pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in to_pause])
+        if to_resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
+        self._paused = want
+
+    def _commit(self, only: list[TP] | None = None) -> None:
+        self._last_commit = self._clock()
+        offsets = []
+        for tp in only if only is not None else list(self._partitions):
+            part = self._partitions.get(tp)
+            offset = part.offsets.committable() if part else None
+            if offset is not None:
+                offsets.append(TopicPartition(tp[0], tp[1], offset))
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # E.g. a rebalance in progress: the offsets stay pending and go with the next commit.
+            log.warning("%s: commit failed, will retry: %s", self.stage.name, exc)
+            return
+        self.stats.commits += 1
+        for tpo in offsets:
+            self._partitions[(tpo.topic, tpo.partition)].offsets.committed = tpo.offset
+
+    def _drain(self, tps: list[TP]) -> None:
+        """Let in-flight work of `tps` finish, up to `drain_timeout_s`; what is left is abandoned uncommitted."""
+        deadline = self._clock() + self._settings.drain_timeout_s
+        wanted = set(tps)
+        while self._clock() < deadline:
+            if not any(self._partitions[tp].offsets.in_flight for tp in wanted if tp in self._partitions):
+                return
+            self._collect(block_s=0.05)
+            self._fire_retries()
+        log.warning("%s: drain timed out after %.0fs; unfinished work is left for redelivery",
+                    self.stage.name, self._settings.drain_timeout_s)
+
+    # -- rebalancing ------------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tpo in partitions:
+            self._partitions[(tpo.topic, tpo.partition)] = _Partition(next(self._generations), PartitionOffsets())
+        log.info("%s: assigned %s", self.stage.name, [(t.topic, t.partition) for t in partitions])
+        self.assigned.set()
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        tps = [(t.topic, t.partition) for t in partitions]
+        self._drain(tps)
+        self._commit(only=tps)
+        self._forget(tps)
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another member may own them already, so committing would be wrong.
+        self._forget([(t.topic, t.partition) for t in partitions])
+
+    def _forget(self, tps: list[TP]) -> None:
+        gone = set(tps)
+        for tp in gone:
+            self._partitions.pop(tp, None)
+        self._keys = {slot: q for slot, q in self._keys.items() if slot[0] not in gone}
+        self._retries = [r for r in self._retries if r.job.tp not in gone]
+        heapq.heapify(self._retries)
+        self._paused -= gone
