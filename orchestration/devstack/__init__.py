@@ -1,0 +1,19 @@
+"""The local stack without Docker: a real Kafka broker (KRaft) and versitygw (S3), as detached processes.
+
+Python API::
+
+    from orchestration.devstack import DevStack
+    stack = DevStack()          # or DevStack(Settings(...)); everything derives from settings.dev
+    stack.up()                  # idempotent; raises StackError with an actionable message
+    stack.status()              # {"kafka": ServiceStatus(...), "s3": ServiceStatus(...)}
+    stack.logs("kafka", 50)
+    stack.down()
+
+CLI: ``darkroom dev up | down | status | logs [kafka|s3] [-n N]`` (also ``python -m orchestration.devstack``).
+"""
+
+from orchestration.devstack.cli import dev_group
+from orchestration.devstack.processes import StackError
+from orchestration.devstack.stack import DevStack, ServiceStatus, UpReport, ensure_bucket
+
+__all__ = ["DevStack", "ServiceStatus", "StackError", "UpReport", "dev_group", "ensure_bucket"]

@@ -1,0 +1,262 @@
+"""DevStack: the local Kafka + S3 stack without Docker, as one object (see ARCHITECTURE.md).
+
+``up()`` is idempotent: services already running are left alone, topics and the bucket are ensured
+every time (both operations are idempotent). Everything derives from ``Settings().dev`` (ports,
+versions, data dir) plus ``Settings().storage`` (credentials, bucket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orchestration.devstack.kafka_broker import KafkaBroker
+from orchestration.devstack.processes import StackError, port_in_use, port_owner, tail
+from orchestration.devstack.versitygw import VersityGateway
+from pipeline.settings import Settings, StorageSettings
+from pipeline.topics import STORAGE_EVENTS, default_topic_specs, ensure_topics
+
+log = logging.getLogger(__name__)
+
+ServiceName = Literal["kafka", "s3"]
+SERVICES: tuple[ServiceName, ...] = ("kafka", "s3")
+
+KAFKA_HEALTH_TIMEOUT_S = 60.0
+S3_HEALTH_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """State of one service of the stack."""
+
+    name: str
+    state: Literal["running", "stopped"]
+    pid: int | None
+    port: int
+    healthy: bool
+    # Extra information for humans, e.g. "port taken by pid 123 (java)" or the endpoint.
+    detail: str = ""
+
+
+@dataclass
+class UpReport:
+    """What ``DevStack.up()`` did; an empty ``started`` means it was a no-op for the processes."""
+
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
+    topics_created: list[str] = field(default_factory=list)
+    bucket_created: bool = False
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
+    """Create ``storage.bucket`` at ``endpoint_url``; True if created, False if it already existed.
+
+    Deliberately plain boto3 (not the storage package): the dev stack must come up before, and
+    independently of, the code it serves.
+    """
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=storage.access_key,
+        aws_secret_access_key=storage.secret_key.get_secret_value(),
+        region_name=storage.region,
+        config=Config(
+            s3={"addressing_style": "path"},  # bucket DNS names do not resolve to 127.0.0.1
+            connect_timeout=storage.connect_timeout_s,
+            read_timeout=storage.read_timeout_s,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
+    try:
+        if storage.region == "us-east-1":
+            s3.create_bucket(Bucket=storage.bucket)
+        else:
+            s3.create_bucket(
+                Bucket=storage.bucket, CreateBucketConfiguration={"LocationConstraint": storage.region}
+            )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return False
+        raise StackError(f"could not create bucket {storage.bucket!r} at {endpoint_url}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StackError(f"could not reach S3 at {endpoint_url} to create bucket {storage.bucket!r}: {exc}") from exc
+    return True
+
+
+class DevStack:
+    """The local stack: a Kafka broker and a versitygw S3 server, managed as detached processes."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        # Absolute, so pidfile markers and configs stay valid whatever the cwd of later commands.
+        self.data_dir: Path = self.settings.dev.data_dir.expanduser().resolve()
+        self.kafka = KafkaBroker(self.settings.dev, self.data_dir)
+        self.s3 = VersityGateway(self.settings.dev, self.settings.storage, self.data_dir)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise up/down of one data dir: two concurrent `dev up` would both start a broker."""
+        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "run" / "stack.lock").open("w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def preflight(self) -> None:
+        """Fail fast, before any download or start: missing tools and taken ports of services to start."""
+        kafka_running = self.kafka.pid() is not None
+        s3_running = self.s3.pid() is not None
+        if not kafka_running:
+            self.kafka.check_tools()
+        if not s3_running:
+            self.s3.check_tools()
+        if not kafka_running:
+            self.kafka.check_ports()
+        if not s3_running:
+            self.s3.check_ports()
+
+    def install(self, echo: Callable[[str], None] = lambda _msg: None) -> list[str]:
+        """Fetch/build what the services need (Kafka jars, versitygw binary); returns what was installed."""
+        installed: list[str] = []
+        if self.kafka.cached_classpath() is None:
+            echo(f"resolving Kafka {self.settings.dev.kafka_version} jars with Maven (first run only)...")
+        if self.kafka.install():
+            installed.append("kafka")
+        if self.s3.installed_version() != self.settings.dev.versitygw_version:
+            echo(f"building versitygw {self.settings.dev.versitygw_version} with go install (first run only)...")
+        if self.s3.install():
+            installed.append("s3")
+        return installed
+
+    def up(self, echo: Callable[[str], None] = lambda _msg: None) -> UpReport:
+        """Bring the stack up; idempotent. ``echo`` receives one-line progress messages.
+
+        Order: install → Kafka → wait healthy → topics → versitygw (needs storage.events) → wait
+        healthy → bucket. Raises StackError with an actionable message on failure.
+        """
+        report = UpReport()
+        with self._lock():
+            self.preflight()
+            t0 = time.monotonic()
+            report.installed = self.install(echo)
+            report.timings_s["install"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            pid = self.kafka.pid()
+            if pid is None:
+                echo(f"starting Kafka on {self.kafka.bootstrap}...")
+                pid = self.kafka.start()
+                report.started.append("kafka")
+            else:
+                report.already_running.append("kafka")
+            self.kafka.wait_healthy(pid, KAFKA_HEALTH_TIMEOUT_S)
+            report.timings_s["kafka"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            admin = self.kafka.admin_client()
+            if admin is None:
+                raise StackError(f"Kafka at {self.kafka.bootstrap} stopped answering right after start-up")
+            ensure = ensure_topics(admin, default_topic_specs())
+            report.topics_created = list(ensure.created)
+            self._wait_topic_leaders(STORAGE_EVENTS)
+            report.timings_s["topics"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            pid = self.s3.pid()
+            if pid is None:
+                echo(f"starting versitygw on {self.s3.endpoint_url}...")
+                pid = self.s3.start(self.kafka.bootstrap)
+                report.started.append("s3")
+            else:
+                report.already_running.append("s3")
+            self.s3.wait_healthy(pid, S3_HEALTH_TIMEOUT_S)
+            report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage)
+            report.timings_s["s3"] = time.monotonic() - t0
+        return report
+
+    def _wait_topic_leaders(self, topic: str, timeout_s: float = 30.0) -> None:
+        """Wait until every partition of ``topic`` has a leader.
+
+        versitygw sends a test event at start-up and exits if that fails, and a just-created
+        topic may not have leaders yet.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            admin = self.kafka.admin_client(timeout_s=5.0)
+            if admin is not None:
+                meta = admin.list_topics(topic=topic, timeout=5.0).topics.get(topic)
+                if meta is not None and meta.error is None and meta.partitions:
+                    if all(p.leader >= 0 for p in meta.partitions.values()):
+                        return
+            time.sleep(0.2)
+        raise StackError(f"topic {topic} has partitions without a leader after {timeout_s:.0f} s; see `darkroom dev logs kafka`")
+
+    def down(self) -> list[str]:
+        """Stop the stack (versitygw first: it produces to Kafka); returns the services that were stopped."""
+        stopped: list[str] = []
+        with self._lock():
+            if self.s3.stop():
+                stopped.append("s3")
+            if self.kafka.stop():
+                stopped.append("kafka")
+        return stopped
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, ServiceStatus]:
+        """Per-service state: running/stopped (pid verified), pid, port and a live health check."""
+        result: dict[str, ServiceStatus] = {}
+        for name, service in (("kafka", self.kafka), ("s3", self.s3)):
+            pid = service.pid()
+            if pid is not None:
+                healthy = service.healthy()
+                where = self.kafka.bootstrap if name == "kafka" else self.s3.endpoint_url
+                result[name] = ServiceStatus(name, "running", pid, service.port, healthy, where)
+            else:
+                detail = ""
+                if port_in_use(service.port):
+                    owner = port_owner(service.port) or "another process"
+                    detail = f"port {service.port} is taken by {owner}"
+                result[name] = ServiceStatus(name, "stopped", None, service.port, False, detail)
+        return result
+
+    def logs(self, service: ServiceName, lines: int = 50) -> list[str]:
+        """The last ``lines`` lines of a service's log file."""
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        return tail(self.log_path(service), lines)
+
+    def log_path(self, service: ServiceName) -> Path:
+        """Where a service's stdout/stderr (and, for Kafka, log4j) go."""
+        return (self.kafka if service == "kafka" else self.s3).process.logfile
+
+    def settings_warnings(self) -> list[str]:
+        """Client settings that do not point at this stack (the stack would run, but nothing would use it)."""
+        warnings: list[str] = []
+        if self.settings.kafka.bootstrap_servers != self.kafka.bootstrap:
+            warnings.append(
+                f"DARKROOM_KAFKA__BOOTSTRAP_SERVERS is {self.settings.kafka.bootstrap_servers!r} but the dev broker "
+                f"listens on {self.kafka.bootstrap}"
+            )
+        if (self.settings.storage.endpoint_url or "").rstrip("/") != self.s3.endpoint_url:
+            warnings.append(
+                f"DARKROOM_STORAGE__ENDPOINT_URL is {self.settings.storage.endpoint_url!r} but the dev S3 server "
+                f"listens on {self.s3.endpoint_url}"
+            )
+        return warnings
