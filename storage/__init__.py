@@ -1,0 +1,34 @@
+"""Object storage: the port every other package uses, its S3 adapters and the key layout.
+
+Use :func:`open_store` with ``Settings().storage`` to get an :class:`ObjectStore`; catch
+:class:`StorageUnavailable` (transient: retry later) apart from other :class:`StorageError`
+(permanent). Keys are built and validated by :mod:`storage.keys`; never format them by hand.
+The S3 libraries (boto3, minio) are imported only by the adapter that is configured.
+"""
+
+from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
+from storage.factory import open_store
+from storage.keys import (
+    ORIGINALS_PREFIX,
+    InvalidKey,
+    OriginalRef,
+    original_key,
+    parse_original_key,
+    rendition_key,
+)
+from storage.port import ObjectInfo, ObjectStore
+
+__all__ = [
+    "ORIGINALS_PREFIX",
+    "InvalidKey",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "OriginalRef",
+    "StorageError",
+    "StorageUnavailable",
+    "open_store",
+    "original_key",
+    "parse_original_key",
+    "rendition_key",
+]
