@@ -138,6 +138,14 @@ def cmdline(pid: int) -> list[str] | None:
 
 def is_alive(pid: int, marker: str) -> bool:
     """True if ``pid`` runs and its argv contains ``marker``, i.e. it is still the process we started."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        # Our own child: its exit status is the truth. Reading /proc right after the exec can catch
+        # an empty cmdline and would call a starting service dead.
+        if child.poll() is None:
+            return True
+        _CHILDREN.pop(pid, None)
+        return False
     _reap(pid)
     argv = cmdline(pid)
     return argv is not None and marker in argv

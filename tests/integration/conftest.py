@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ import pytest
 from orchestration.devstack import DevStack
 from orchestration.samples import sample_jpeg
 from pipeline.settings import Settings
+from pipeline.watch import TopicWatcher
 from storage import ObjectStore, open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,6 +159,20 @@ def start_worker(workers: list[WorkerProcess], stack_env: dict[str, str]):
         return worker
 
     return start
+
+
+@pytest.fixture
+def watch(settings: Settings) -> Iterator[Callable[[str], TopicWatcher]]:
+    """`watch(topic)` reads `topic` from its current end; every watcher is closed after the test."""
+    opened: list[TopicWatcher] = []
+
+    def open_watcher(topic: str) -> TopicWatcher:
+        opened.append(TopicWatcher(settings, topic))
+        return opened[-1]
+
+    yield open_watcher
+    for watcher in opened:
+        watcher.close()
 
 
 @pytest.fixture(scope="session")
