@@ -1,0 +1,38 @@
+"""``darkroom reconcile``: emit `file.uploaded` for originals whose notification was lost."""
+
+from __future__ import annotations
+
+import click
+from confluent_kafka import KafkaException
+
+from pipeline.kafka_config import producer_config
+from pipeline.publisher import Publisher
+from pipeline.settings import Settings
+from storage.errors import StorageError
+from storage.factory import open_store
+from storage.reconciler import reconcile
+
+
+@click.command("reconcile")
+@click.option("--grace", "grace_s", default=60.0, show_default=True,
+              help="Leave originals younger than this many seconds to the notification path.")
+@click.pass_obj
+def reconcile_command(settings: Settings, grace_s: float) -> None:
+    """List originals, find those with no `file.uploaded` on `files`, and publish it for them."""
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
+    try:
+        report = reconcile(open_store(settings.storage), publisher, settings, grace_s)
+    except StorageError as exc:
+        raise click.ClickException(f"{exc}") from exc
+    except KafkaException as exc:
+        raise click.ClickException(
+            f"Kafka at {settings.kafka.bootstrap_servers} failed: {exc}. Is it running? (`darkroom dev up`)"
+        ) from exc
+    finally:
+        publisher.close()
+    click.echo(
+        f"originals: {report.listed}; already ingested: {report.already_known}; "
+        f"too recent: {report.too_recent}; emitted: {len(report.emitted)}; refused keys: {len(report.invalid_keys)}"
+    )
+    for file_id in report.emitted:
+        click.echo(f"emitted file.uploaded for {file_id}")
