@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
+    # The rendition graph (YAML, see pipeline/renditions.py); unset = the built-in `web` rendition only.
+    pipeline_file: Path | None = None
     # Name written in the `producer` field of every event this process publishes.
     producer_name: str = "darkroom"
     log_level: str = "WARNING"
