@@ -351,6 +351,7 @@ class StageRunner:
         tps = [(t.topic, t.partition) for t in partitions]
         self._drain(tps)
         self._commit(only=tps)
+        log.info("%s: revoked %s (drained and committed)", self.stage.name, tps)
         self._forget(tps)
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:

@@ -192,3 +192,28 @@ def test_storage_outage_is_retried_without_dead_letters(
     await_processed(files, ids)
     dlq.poll(1.0)
     assert not [d for d in dead_letters(dlq) if d.key and d.key.decode() in ids]
+
+
+def test_a_second_worker_joining_mid_batch_takes_partitions_and_nothing_is_lost(
+    settings: Settings, store: ObjectStore, start_worker, watch, photo_dir: Path, shoot_id: str
+) -> None:
+    files, dlq = watch(FILES), watch(DEAD_LETTER_QUEUE)
+    start_worker("ingest")
+    photos = make_photos(photo_dir / "scale", 24, seed=7, sizes=[(4000, 3000)])
+    ids = {r.file_id for r in upload_files(store, photos, shoot_id)}
+    first = start_worker("resize")
+    files.until(lambda seen: len(events_of(seen, FILE_PROCESSED, ids)) >= 2, 120)
+
+    second = start_worker("resize")
+    # Cooperative rebalancing: the first worker drains and commits what it gives up, the second takes it.
+    second.wait_for_line(r"assigned \[\(", 60)
+    first.wait_for_line(r"revoked \[\(.*\(drained and committed\)", 60)
+    await_processed(files, ids)
+    group_caught_up(settings, "resize", FILES)
+    for file_id in ids:
+        events = [s.envelope() for s in events_of(files.seen, FILE_PROCESSED, {file_id})]
+        assert len({e.event_id for e in events}) == 1
+        assert store.exists(rendition_key(shoot_id, file_id, "web", "jpg"))
+    dlq.poll(0.5)
+    assert not [d for d in dead_letters(dlq) if d.key and d.key.decode() in ids]
+    assert not any("drain timed out" in line for line in first.lines)
