@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test
 
 # The Python environment, rebuilt when the dependencies change.
-$(STAMP): pyproject.toml
+# The AsyncAPI validator (tests only) is the npm @asyncapi/parser, pinned by its lock file.
+$(STAMP): pyproject.toml tools/asyncapi-validate/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	cd tools/asyncapi-validate && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 # The main job: local stack, workers, sample photos uploaded and processed, the gallery shown.

@@ -23,9 +23,17 @@ class Outgoing:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
     @classmethod
-    def event(cls, topic: str, key: str, envelope: Envelope, parent_traceparent: str | None = None) -> Outgoing:
-        """An envelope as a message, with the standard headers."""
-        return cls(topic, key.encode(), envelope.to_bytes(), envelope_headers(envelope, parent_traceparent))
+    def event(
+        cls,
+        topic: str,
+        key: str,
+        envelope: Envelope,
+        parent_traceparent: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Outgoing:
+        """An envelope as a message, with the standard headers plus `extra_headers` (e.g. `rendition`)."""
+        headers = [*envelope_headers(envelope, parent_traceparent), *extra_headers]
+        return cls(topic, key.encode(), envelope.to_bytes(), headers)
 
 
 class DeliveryFailed(TransientError):

@@ -30,8 +30,15 @@ class _Spec(BaseModel):
     source: str = Field(default=ORIGINAL, pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     format: OutputFormat = "jpeg"
     quality: int = Field(default=85, ge=1, le=100)
-    progressive: bool = False
-    keep_copyright: bool = False
+    progressive: bool = False  # JPEG only
+    keep_copyright: bool = False  # keep the source's EXIF copyright notice, and no other metadata
+    # What alpha is flattened onto for formats without it (JPEG), as #rrggbb.
+    background: str = Field(default="#ffffff", pattern=r"^#[0-9a-fA-F]{6}$")
+
+    @property
+    def background_rgb(self) -> tuple[int, int, int]:
+        """The background as (r, g, b) in 0-255."""
+        return (int(self.background[1:3], 16), int(self.background[3:5], 16), int(self.background[5:7], 16))
 
 
 class ResizeSpec(_Spec):
@@ -49,7 +56,10 @@ class ThumbnailSpec(_Spec):
     width: int = Field(ge=1, le=10_000)
     height: int = Field(ge=1, le=10_000)
     fit: Literal["inside", "cover", "exact"] = "cover"
-    crop: Literal["centre", "attention", "entropy"] = "attention"
+    crop: Literal["centre", "attention", "entropy"] = "attention"  # which part `cover` keeps
+    # `cover` and `exact` always make the box (a tiny source is enlarged); `inside` never
+    # enlarges unless asked.
+    enlarge: bool = False
 
 
 class WatermarkSpec(_Spec):
@@ -64,6 +74,9 @@ class WatermarkSpec(_Spec):
     opacity: float = Field(default=0.4, gt=0, le=1)
     scale: float = Field(default=0.2, gt=0, le=1)  # watermark width relative to the photo's width
     tile: bool = False
+    # Fit the photo inside long_edge² first (never enlarging); None keeps the source's size. Only
+    # useful with `source: original`: a proof derived from `web` is already web-sized.
+    long_edge: int | None = Field(default=None, ge=1, le=30_000)
 
     @model_validator(mode="after")
     def _one_mark(self) -> WatermarkSpec:
@@ -109,6 +122,10 @@ class RenditionGraph(BaseModel):
     def for_stage(self, stage: str) -> dict[str, ResizeSpec | ThumbnailSpec | WatermarkSpec]:
         """The renditions a stage makes."""
         return {n: s for n, s in self.renditions.items() if s.stage == stage}
+
+    def sources_of(self, stage: str) -> set[str]:
+        """The sources (`original` or rendition names) a stage consumes."""
+        return {s.source for s in self.renditions.values() if s.stage == stage}
 
     def made_from(self, source: str, stage: str | None = None) -> list[str]:
         """Renditions (of `stage`, if given) whose source is `source`."""

@@ -19,7 +19,15 @@ class KafkaSettings(BaseModel):
 
     bootstrap_servers: str = "127.0.0.1:19092"
     client_id: str = "darkroom"
-    # Extra librdkafka properties for production (SASL, TLS...), e.g. {"security.protocol": "SASL_SSL"}.
+    # Production connections (see pipeline/kafka_config.py): SASL_SSL with SCRAM and a private CA.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    # SecretStr: repr/str/logging show '**********'; only kafka_config reads the value.
+    sasl_password: SecretStr | None = None
+    # PEM file of the CA(s) that signed the brokers' certificates; unset = the system trust store.
+    ssl_ca_location: Path | None = None
+    # Extra librdkafka properties, applied last (they win), e.g. {"ssl.endpoint.identification.algorithm": "none"}.
     extra: dict[str, str] = Field(default_factory=dict)
 
 
@@ -36,6 +44,8 @@ class StorageSettings(BaseModel):
     client: Literal["boto3", "minio"] = "minio"
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 30.0
+    # PEM bundle of the CA(s) that signed an https endpoint's certificate (a private CA); unset = certifi's.
+    ca_bundle: Path | None = None
 
 
 class WorkerSettings(BaseModel):
@@ -58,6 +68,10 @@ class WorkerSettings(BaseModel):
     delivery_timeout_s: float = Field(default=30.0, gt=0)
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
+    # Health and metrics endpoints (/health/*, /metrics). 0 = any free port, logged at start-up;
+    # the fleet supervisor assigns one per worker. Bind 0.0.0.0 in a container.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=0, ge=0, le=65535)
 
 
 class ImagingSettings(BaseModel):
@@ -70,6 +84,39 @@ class ImagingSettings(BaseModel):
     vips_concurrency: int = Field(default=1, ge=1)
 
 
+class TelemetrySettings(BaseModel):
+    """Where traces go and how fresh the metrics and health answers are."""
+
+    # OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318 (spans go to <url>/v1/traces); unset = no OTLP.
+    otlp_endpoint: str | None = None
+    # Append every finished span as one JSON line to this file (tests, debugging); unset = off.
+    span_file: Path | None = None
+    # Prefix of `service.name` of spans and metrics: a worker of stage resize reports as `darkroom-resize`.
+    service_name: str = "darkroom"
+    # How often librdkafka reports consumer lag per partition (the lag gauge is as old as this).
+    stats_interval_ms: int = Field(default=5_000, ge=100)
+    # Bound on one dependency check (Kafka metadata fetch, storage ping) of a health endpoint.
+    check_timeout_s: float = Field(default=2.0, gt=0)
+
+
+class OrchestrationSettings(BaseModel):
+    """The business consumers (users, invites, invite-sender, notifier, gallery): state and mail."""
+
+    # Their embedded database (SQLite); unset = `<dev.data_dir>/orchestration.sqlite`.
+    db_path: Path | None = None
+    # Where mail goes. Port 0 = the dev stack's SMTP sink, found through `<dev.data_dir>/run/smtp.port`
+    # (the sink picks a free port, so parallel stacks never collide).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=0, ge=0, le=65535)
+    mail_from: str = "darkroom <noreply@darkroom.local>"
+    # Gallery notifications: at most one mail per shoot per interval, listing every photo added in it.
+    notify_interval_s: float = Field(default=60.0, gt=0)
+    # How often the outbox relay looks for unpublished events and due notifications when idle.
+    relay_tick_s: float = Field(default=0.5, gt=0)
+    # Lifetime of the presigned links that `darkroom gallery` and the mails show.
+    link_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+
+
 class DevStackSettings(BaseModel):
     """Where the local stack lives and listens."""
 
@@ -80,6 +127,12 @@ class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     versitygw_version: str = "v1.8.0"
     s3_port: int = 17070
+    # Optional second Kafka listener, SASL_SSL with SCRAM-SHA-256/512 (tests of production connections).
+    # It needs a PEM file holding the broker's PKCS#8 private key and certificate chain, and users that
+    # are created when the log dir is formatted (a running broker must be re-formatted to add users).
+    kafka_sasl_ssl_port: int | None = None
+    kafka_ssl_keystore_pem: Path | None = None
+    kafka_scram_users: dict[str, SecretStr] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -91,7 +144,9 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     # The rendition graph (YAML, see pipeline/renditions.py); unset = the built-in `web` rendition only.
     pipeline_file: Path | None = None
     # Name written in the `producer` field of every event this process publishes.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.settings import ImagingSettings
+
 
 @dataclass(frozen=True)
 class ImageLimits:
@@ -17,3 +19,9 @@ class ImageLimits:
         for name in ("max_bytes", "max_pixels", "max_side"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ImageLimits.{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_settings(cls, imaging: ImagingSettings) -> ImageLimits:
+        """The limits configured by ``DARKROOM_IMAGING__*``."""
+        return cls(max_bytes=imaging.max_input_bytes, max_pixels=imaging.max_input_pixels,
+                   max_side=imaging.max_input_side)
