@@ -1,16 +1,137 @@
-"""The event catalogue: payload models of ADR-009's events, registered by (eventType, major)."""
+"""The event catalogue: payload models of ADR-009's events, registered by (eventType, major).
+
+`CATALOGUE` is the one table of every event: its type, version, payload model, topic and Kafka key
+rule. The registry, the publishers (`event_message`) and the AsyncAPI generator all read it, so a
+topic or key can never differ between the code that writes an event and the document describing it.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 
-from pipeline.envelope import CamelModel
+from pydantic import BaseModel, Field
+
+from pipeline.envelope import CamelModel, Envelope, build_envelope
+from pipeline.publisher import Outgoing
 from pipeline.registry import EventRegistry
+from pipeline.topics import FILES, GALLERIES, INVITES, SHOOTS, USERS
 
+SHOOT_CREATED = "shoot.created"
+SHOOT_UPDATED = "shoot.updated"
+SHOOT_COMPLETED = "shoot.completed"
+SHOOT_DELIVERED = "shoot.delivered"
+USER_CREATED = "user.created"
+USER_VERIFIED = "user.verified"
+USER_UPDATED = "user.updated"
+INVITE_CREATED = "invite.created"
+INVITE_SENT = "invite.sent"
+INVITE_ACCEPTED = "invite.accepted"
 FILE_UPLOADED = "file.uploaded"
 FILE_PROCESSED = "file.processed"
+FILE_DELETED = "file.deleted"
+GALLERY_UPDATED = "gallery.updated"
+
+# Kafka header naming the rendition of a `file.processed`, so the gallery can filter without parsing.
+H_RENDITION = "rendition"
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_RENDITION = r"^[a-z][a-z0-9_-]{0,31}$"
+# Deliberately loose: the address is checked by sending to it (user.verified), not by a regex.
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+# -- shoots ---------------------------------------------------------------------------------------
+
+
+class ShootCreated(CamelModel):
+    """A photographer created a shoot for a client; the client gets invited to its gallery."""
+
+    shoot_id: str = Field(pattern=_ID)
+    title: str = Field(min_length=1, max_length=200)
+    client_email: str = Field(pattern=_EMAIL, max_length=254)
+    photographer: str | None = Field(default=None, max_length=200)
+
+
+class ShootUpdated(CamelModel):
+    """Title or client of a shoot changed; absent fields are unchanged."""
+
+    shoot_id: str = Field(pattern=_ID)
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    client_email: str | None = Field(default=None, pattern=_EMAIL, max_length=254)
+
+
+class ShootCompleted(CamelModel):
+    """The photographer finished uploading: the gallery is final."""
+
+    shoot_id: str = Field(pattern=_ID)
+    photo_count: int | None = Field(default=None, ge=0)
+
+
+class ShootDelivered(CamelModel):
+    """The gallery was handed over to the client (who is notified)."""
+
+    shoot_id: str = Field(pattern=_ID)
+    message: str | None = Field(default=None, max_length=2000)
+
+
+# -- users ----------------------------------------------------------------------------------------
+
+
+class UserCreated(CamelModel):
+    """A platform user exists (created for a shoot's client, or by sign-up)."""
+
+    user_id: str = Field(pattern=_ID)
+    email: str = Field(pattern=_EMAIL, max_length=254)
+    role: Literal["client", "photographer"] = "client"
+
+
+class UserVerified(CamelModel):
+    """The user's e-mail address was verified."""
+
+    user_id: str = Field(pattern=_ID)
+    email: str = Field(pattern=_EMAIL, max_length=254)
+
+
+class UserUpdated(CamelModel):
+    """A user's profile changed; absent fields are unchanged."""
+
+    user_id: str = Field(pattern=_ID)
+    email: str | None = Field(default=None, pattern=_EMAIL, max_length=254)
+    display_name: str | None = Field(default=None, max_length=200)
+
+
+# -- invites --------------------------------------------------------------------------------------
+
+
+class InviteCreated(CamelModel):
+    """A verified user is invited to a shoot's gallery."""
+
+    invite_id: str = Field(pattern=_ID)
+    shoot_id: str = Field(pattern=_ID)
+    user_id: str = Field(pattern=_ID)
+    email: str = Field(pattern=_EMAIL, max_length=254)
+
+
+class InviteSent(CamelModel):
+    """The invite e-mail was accepted by the mail server."""
+
+    invite_id: str = Field(pattern=_ID)
+    shoot_id: str = Field(pattern=_ID)
+    email: str = Field(pattern=_EMAIL, max_length=254)
+    message_id: str = Field(min_length=3, max_length=250)
+
+
+class InviteAccepted(CamelModel):
+    """The client accepted the invite."""
+
+    invite_id: str = Field(pattern=_ID)
+    shoot_id: str = Field(pattern=_ID)
+    user_id: str = Field(pattern=_ID)
+
+
+# -- files ----------------------------------------------------------------------------------------
 
 
 class FileUploaded(CamelModel):
@@ -29,7 +150,7 @@ class FileProcessed(CamelModel):
 
     file_id: str = Field(pattern=_ID)
     shoot_id: str = Field(pattern=_ID)
-    rendition: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    rendition: str = Field(pattern=_RENDITION)
     bucket: str
     key: str
     width: int = Field(ge=1)
@@ -39,9 +160,121 @@ class FileProcessed(CamelModel):
     source_event_id: str
 
 
+class FileDeleted(CamelModel):
+    """A photo was removed from its shoot: its renditions and gallery entry go too."""
+
+    file_id: str = Field(pattern=_ID)
+    shoot_id: str = Field(pattern=_ID)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+# -- galleries ------------------------------------------------------------------------------------
+
+
+class GalleryRendition(CamelModel):
+    """One rendition of a gallery photo."""
+
+    name: str = Field(pattern=_RENDITION)
+    key: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    bytes: int = Field(ge=1)
+    format: str
+
+
+class GalleryUpdated(CamelModel):
+    """A photo entered (every declared rendition exists) or left a shoot's gallery."""
+
+    shoot_id: str = Field(pattern=_ID)
+    file_id: str = Field(pattern=_ID)
+    change: Literal["added", "removed"]
+    renditions: list[GalleryRendition] = Field(default_factory=list)
+    photo_count: int = Field(ge=0)
+    updated_at: datetime
+
+
+# -- the catalogue --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One event of the catalogue: what it is, where it goes and what its Kafka key is."""
+
+    event_type: str
+    version: str
+    model: type[BaseModel]
+    topic: str
+    # The payload field whose value is the Kafka key (ARCHITECTURE.md, "Keys"), snake_case.
+    key_field: str
+    summary: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
+
+    def key_of(self, payload: BaseModel) -> str:
+        """The Kafka key of a payload of this event."""
+        return str(getattr(payload, self.key_field))
+
+
+CATALOGUE: tuple[CatalogueEntry, ...] = (
+    CatalogueEntry(SHOOT_CREATED, "1.0.0", ShootCreated, SHOOTS, "shoot_id", "A shoot was created for a client."),
+    CatalogueEntry(SHOOT_UPDATED, "1.0.0", ShootUpdated, SHOOTS, "shoot_id", "A shoot's title or client changed."),
+    CatalogueEntry(SHOOT_COMPLETED, "1.0.0", ShootCompleted, SHOOTS, "shoot_id", "A shoot's uploads are complete."),
+    CatalogueEntry(SHOOT_DELIVERED, "1.0.0", ShootDelivered, SHOOTS, "shoot_id", "A shoot was delivered to its client."),
+    CatalogueEntry(USER_CREATED, "1.0.0", UserCreated, USERS, "user_id", "A user was created."),
+    CatalogueEntry(USER_VERIFIED, "1.0.0", UserVerified, USERS, "user_id", "A user's e-mail address was verified."),
+    CatalogueEntry(USER_UPDATED, "1.0.0", UserUpdated, USERS, "user_id", "A user's profile changed."),
+    CatalogueEntry(INVITE_CREATED, "1.0.0", InviteCreated, INVITES, "invite_id", "A user was invited to a gallery."),
+    CatalogueEntry(INVITE_SENT, "1.0.0", InviteSent, INVITES, "invite_id", "An invite e-mail was sent."),
+    CatalogueEntry(INVITE_ACCEPTED, "1.0.0", InviteAccepted, INVITES, "invite_id", "An invite was accepted."),
+    CatalogueEntry(FILE_UPLOADED, "1.0.0", FileUploaded, FILES, "file_id", "An original was uploaded."),
+    CatalogueEntry(FILE_PROCESSED, "1.0.0", FileProcessed, FILES, "file_id", "A rendition of a file was stored."),
+    CatalogueEntry(FILE_DELETED, "1.0.0", FileDeleted, FILES, "file_id", "A photo was deleted from its shoot."),
+    CatalogueEntry(GALLERY_UPDATED, "1.0.0", GalleryUpdated, GALLERIES, "shoot_id", "A photo entered or left a gallery."),
+)
+
+_BY_TYPE: dict[str, CatalogueEntry] = {entry.event_type: entry for entry in CATALOGUE}
+
+
+def entry(event_type: str) -> CatalogueEntry:
+    """The catalogue entry of an event type (the version we publish); KeyError if unknown."""
+    return _BY_TYPE[event_type]
+
+
+def event_message(
+    payload: BaseModel,
+    *,
+    event_id: str,
+    producer: str,
+    cause: Envelope | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    traceparent: str | None = None,
+    occurred_at: datetime | None = None,
+) -> tuple[Envelope, Outgoing]:
+    """The envelope of `payload` and its Kafka message, on the catalogue's topic with its key rule.
+
+    `causation_id` names the causing event when only its id is at hand (e.g. work resumed from a
+    database row); `cause` takes precedence.
+    """
+    spec = next(e for e in CATALOGUE if e.model is type(payload))
+    key = spec.key_of(payload)
+    envelope = build_envelope(
+        spec.event_type, spec.version, payload, subject=key, producer=producer, event_id=event_id,
+        correlation_id=correlation_id, cause=cause, occurred_at=occurred_at,
+    )
+    if cause is None and causation_id is not None:
+        envelope = envelope.model_copy(update={"causation_id": causation_id})
+    message = Outgoing.event(spec.topic, key, envelope, traceparent)
+    if isinstance(payload, FileProcessed):
+        message = Outgoing(message.topic, message.key, message.value, [*message.headers, (H_RENDITION, payload.rendition.encode())])
+    return envelope, message
+
+
 def default_registry() -> EventRegistry:
     """A registry holding every event of the catalogue."""
     registry = EventRegistry()
-    registry.register(FILE_UPLOADED, "1.0.0", FileUploaded)
-    registry.register(FILE_PROCESSED, "1.0.0", FileProcessed)
+    for spec in CATALOGUE:
+        registry.register(spec.event_type, spec.version, spec.model)
     return registry

@@ -38,7 +38,7 @@ def dev_group() -> None:
 
 @dev_group.command("up")
 def up_command() -> None:
-    """Start Kafka and versitygw (building/downloading them on first use), ensure topics and bucket."""
+    """Start Kafka, versitygw and the SMTP sink (building/downloading on first use), ensure topics and bucket."""
     stack = _stack()
     for warning in stack.settings_warnings():
         _err.print(f"[yellow]warning:[/] {warning}")
@@ -61,7 +61,7 @@ def up_command() -> None:
 
 @dev_group.command("down")
 def down_command() -> None:
-    """Stop Kafka and versitygw (their data stays in the data dir)."""
+    """Stop Kafka, versitygw and the SMTP sink (their data stays in the data dir)."""
     try:
         stopped = DevStack().down()
     except StackError as exc:

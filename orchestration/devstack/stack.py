@@ -22,14 +22,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestration.devstack.kafka_broker import KafkaBroker
 from orchestration.devstack.processes import StackError, port_in_use, port_owner, tail
+from orchestration.devstack.smtp import SmtpSink
 from orchestration.devstack.versitygw import VersityGateway
 from pipeline.settings import Settings, StorageSettings
 from pipeline.topics import STORAGE_EVENTS, default_topic_specs, ensure_topics
 
 log = logging.getLogger(__name__)
 
-ServiceName = Literal["kafka", "s3"]
-SERVICES: tuple[ServiceName, ...] = ("kafka", "s3")
+ServiceName = Literal["kafka", "s3", "smtp"]
+SERVICES: tuple[ServiceName, ...] = ("kafka", "s3", "smtp")
 
 KAFKA_HEALTH_TIMEOUT_S = 60.0
 S3_HEALTH_TIMEOUT_S = 30.0
@@ -104,6 +105,7 @@ class DevStack:
         self.data_dir: Path = self.settings.dev.data_dir.expanduser().resolve()
         self.kafka = KafkaBroker(self.settings.dev, self.data_dir)
         self.s3 = VersityGateway(self.settings.dev, self.settings.storage, self.data_dir)
+        self.smtp = SmtpSink(self.settings, self.data_dir)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -130,6 +132,8 @@ class DevStack:
             self.kafka.check_ports()
         if not s3_running:
             self.s3.check_ports()
+        if self.smtp.pid() is None:
+            self.smtp.check_ports()
 
     def install(self, echo: Callable[[str], None] = lambda _msg: None) -> list[str]:
         """Fetch/build what the services need (Kafka jars, versitygw binary); returns what was installed."""
@@ -188,6 +192,17 @@ class DevStack:
             self.s3.wait_healthy(pid, S3_HEALTH_TIMEOUT_S)
             report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage)
             report.timings_s["s3"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            pid = self.smtp.pid()
+            if pid is None:
+                echo("starting the SMTP sink...")
+                pid = self.smtp.start()
+                report.started.append("smtp")
+            else:
+                report.already_running.append("smtp")
+            self.smtp.wait_healthy(pid)
+            report.timings_s["smtp"] = time.monotonic() - t0
         return report
 
     def _wait_topic_leaders(self, topic: str, timeout_s: float = 30.0) -> None:
@@ -211,6 +226,8 @@ class DevStack:
         """Stop the stack (versitygw first: it produces to Kafka); returns the services that were stopped."""
         stopped: list[str] = []
         with self._lock():
+            if self.smtp.stop():
+                stopped.append("smtp")
             if self.s3.stop():
                 stopped.append("s3")
             if self.kafka.stop():
@@ -222,11 +239,14 @@ class DevStack:
     def status(self) -> dict[str, ServiceStatus]:
         """Per-service state: running/stopped (pid verified), pid, port and a live health check."""
         result: dict[str, ServiceStatus] = {}
-        for name, service in (("kafka", self.kafka), ("s3", self.s3)):
+        services: tuple[tuple[str, KafkaBroker | VersityGateway | SmtpSink], ...] = (
+            ("kafka", self.kafka), ("s3", self.s3), ("smtp", self.smtp))
+        for name, service in services:
             pid = service.pid()
             if pid is not None:
                 healthy = service.healthy()
-                where = self.kafka.bootstrap if name == "kafka" else self.s3.endpoint_url
+                where = {"kafka": self.kafka.bootstrap, "s3": self.s3.endpoint_url}.get(
+                    name, f"smtp://127.0.0.1:{self.smtp.port}, mail in {self.smtp.mail_dir}")
                 result[name] = ServiceStatus(name, "running", pid, service.port, healthy, where)
             else:
                 detail = ""
@@ -244,7 +264,7 @@ class DevStack:
 
     def log_path(self, service: ServiceName) -> Path:
         """Where a service's stdout/stderr (and, for Kafka, log4j) go."""
-        return (self.kafka if service == "kafka" else self.s3).process.logfile
+        return {"kafka": self.kafka, "s3": self.s3, "smtp": self.smtp}[service].process.logfile
 
     def settings_warnings(self) -> list[str]:
         """Client settings that do not point at this stack (the stack would run, but nothing would use it)."""

@@ -66,13 +66,14 @@ def stack(tmp_path: Path) -> Iterator[DevStack]:
 
 def test_up_notify_down(stack: DevStack) -> None:
     first = stack.up()
-    assert sorted(first.started) == ["kafka", "s3"]
+    assert sorted(first.started) == ["kafka", "s3", "smtp"]
     assert first.bucket_created
 
     status = stack.status()
     assert {name: (s.state, s.healthy) for name, s in status.items()} == {
         "kafka": ("running", True),
         "s3": ("running", True),
+        "smtp": ("running", True),
     }
     pids = {name: s.pid for name, s in status.items()}
 
@@ -80,7 +81,7 @@ def test_up_notify_down(stack: DevStack) -> None:
     t0 = time.monotonic()
     second = stack.up()
     assert second.started == []
-    assert sorted(second.already_running) == ["kafka", "s3"]
+    assert sorted(second.already_running) == ["kafka", "s3", "smtp"]
     assert not second.bucket_created
     assert {name: s.pid for name, s in stack.status().items()} == pids
     assert time.monotonic() - t0 < 10
@@ -128,10 +129,11 @@ def test_up_notify_down(stack: DevStack) -> None:
     assert any("Kafka Server started" in line for line in stack.logs("kafka", 200))
     assert stack.logs("s3", 50)
 
-    assert sorted(stack.down()) == ["kafka", "s3"]
+    assert sorted(stack.down()) == ["kafka", "s3", "smtp"]
     status = stack.status()
     assert {name: (s.state, s.pid, s.healthy) for name, s in status.items()} == {
         "kafka": ("stopped", None, False),
         "s3": ("stopped", None, False),
+        "smtp": ("stopped", None, False),
     }
     assert stack.down() == []

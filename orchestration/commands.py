@@ -1,0 +1,224 @@
+"""CLI commands of the business flow (plugged in as `darkroom.commands` entry points)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import click
+from confluent_kafka import KafkaException
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from orchestration.db import Database, db_path
+from orchestration.gallery import gallery_photos
+from orchestration.ids import event_id
+from orchestration.rebuild import TABLES, rebuild
+from pipeline.envelope import deterministic_id
+from pipeline.errors import PermanentError, TransientError
+from pipeline.events import (
+    FileDeleted,
+    InviteAccepted,
+    ShootCompleted,
+    ShootCreated,
+    ShootDelivered,
+    event_message,
+)
+from pipeline.kafka_config import producer_config
+from pipeline.publisher import Publisher
+from pipeline.settings import Settings
+from storage import StorageError, open_store, original_key
+
+
+def _publish(settings: Settings, payload: BaseModel, event_id: str, correlation_id: str | None = None) -> str:
+    """Publish one event and wait for the broker; returns the event id."""
+    envelope, message = event_message(payload, event_id=event_id, producer=settings.producer_name,
+                                      correlation_id=correlation_id)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
+    try:
+        publisher.publish_all([message])
+    except (KafkaException, TransientError, PermanentError) as exc:
+        raise click.ClickException(f"could not publish {envelope.event_type} to {settings.kafka.bootstrap_servers}: "
+                                   f"{exc}. Is Kafka running? (`darkroom dev up`)") from exc
+    finally:
+        publisher.close()
+    return envelope.event_id
+
+
+def _db(settings: Settings) -> Database:
+    return Database(db_path(settings))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "shoot"
+
+
+# -- shoots ---------------------------------------------------------------------------------------
+
+
+@click.group("shoot")
+def shoot_group() -> None:
+    """Shoots: create one for a client, complete it, deliver it."""
+
+
+@shoot_group.command("create")
+@click.option("--title", required=True, help="What the shoot is, e.g. 'Wedding Anna & Ben'.")
+@click.option("--client-email", required=True, help="The client, who gets invited to the gallery.")
+@click.option("--id", "shoot_id", default=None, help="Shoot id (default: the title's slug plus a random suffix).")
+@click.option("--photographer", default=None)
+@click.pass_obj
+def shoot_create(settings: Settings, title: str, client_email: str, shoot_id: str | None, photographer: str | None) -> None:
+    """Publish shoot.created; the platform creates the client user and mails the invite."""
+    shoot_id = shoot_id or f"{_slug(title)}-{uuid.uuid4().hex[:6]}"
+    try:
+        payload = ShootCreated(shoot_id=shoot_id, title=title, client_email=client_email, photographer=photographer)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    # Deterministic: creating the same shoot id twice publishes the same event, applied once.
+    published = _publish(settings, payload, deterministic_id("shoot.created", shoot_id))
+    click.echo(shoot_id)
+    click.echo(f"shoot.created {published} (correlation id)", err=True)
+
+
+@shoot_group.command("complete")
+@click.argument("shoot_id")
+@click.pass_obj
+def shoot_complete(settings: Settings, shoot_id: str) -> None:
+    """Publish shoot.completed: no more uploads; pending notifications go out now."""
+    count = len(gallery_photos(_db(settings).conn(), shoot_id))
+    _publish(settings, ShootCompleted(shoot_id=shoot_id, photo_count=count), deterministic_id("shoot.completed", shoot_id))
+    click.echo(f"shoot {shoot_id} completed with {count} photo(s)")
+
+
+@shoot_group.command("deliver")
+@click.argument("shoot_id")
+@click.option("--message", default=None, help="A note for the client.")
+@click.pass_obj
+def shoot_deliver(settings: Settings, shoot_id: str, message: str | None) -> None:
+    """Publish shoot.delivered: the client is mailed."""
+    _publish(settings, ShootDelivered(shoot_id=shoot_id, message=message), deterministic_id("shoot.delivered", shoot_id))
+    click.echo(f"shoot {shoot_id} delivered")
+
+
+# -- invites --------------------------------------------------------------------------------------
+
+
+@click.group("invites")
+def invites_group() -> None:
+    """Invites of clients to galleries."""
+
+
+@invites_group.command("list")
+@click.option("--shoot", "shoot_id", default=None, help="Only this shoot's invites.")
+@click.pass_obj
+def invites_list(settings: Settings, shoot_id: str | None) -> None:
+    """Show invites: id, shoot, e-mail, status (created, sent, accepted)."""
+    rows = _db(settings).conn().execute(
+        "SELECT invite_id, shoot_id, email, status, created_at, sent_at, accepted_at FROM invites"
+        " WHERE ? IS NULL OR shoot_id = ? ORDER BY created_at", (shoot_id, shoot_id),
+    ).fetchall()
+    table = Table(title="invites")
+    for column in ("invite", "shoot", "email", "status", "created", "sent", "accepted"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*(str(v or "-") for v in r))
+    Console(width=200).print(table)
+
+
+@click.group("invite")
+def invite_group() -> None:
+    """One invite."""
+
+
+@invite_group.command("accept")
+@click.argument("invite_id")
+@click.pass_obj
+def invite_accept(settings: Settings, invite_id: str) -> None:
+    """Publish invite.accepted for INVITE_ID."""
+    row = _db(settings).conn().execute("SELECT * FROM invites WHERE invite_id = ?", (invite_id,)).fetchone()
+    if row is None:
+        raise click.ClickException(f"no invite {invite_id}; see `darkroom invites list`")
+    payload = InviteAccepted(invite_id=invite_id, shoot_id=row["shoot_id"], user_id=row["user_id"])
+    _publish(settings, payload, event_id("invite.accepted", invite_id), correlation_id=row["correlation_id"])
+    click.echo(f"invite {invite_id} accepted")
+
+
+# -- galleries and photos -------------------------------------------------------------------------
+
+
+@click.command("gallery")
+@click.argument("shoot_id")
+@click.pass_obj
+def gallery_command(settings: Settings, shoot_id: str) -> None:
+    """Print a shoot's gallery: photos, renditions, sizes and presigned links."""
+    photos = gallery_photos(_db(settings).conn(), shoot_id)
+    store = open_store(settings.storage)
+    table = Table(title=f"gallery {shoot_id}: {len(photos)} photo(s)")
+    for column in ("photo", "rendition", "size", "KB", "link"):
+        table.add_column(column, overflow="fold")
+    for photo in photos:
+        for name, key, width, height, size, _fmt in photo.renditions:
+            table.add_row(photo.file_id, name, f"{width}×{height}", str(size // 1024),
+                          store.presign_get(key, settings.orchestration.link_expiry_s))
+    Console(width=250).print(table)
+
+
+@click.group("photo")
+def photo_group() -> None:
+    """Photos of a shoot."""
+
+
+@photo_group.command("delete")
+@click.argument("file_id")
+@click.option("--shoot", "shoot_id", required=True)
+@click.option("--ext", default="jpg", show_default=True, help="Extension of the original.")
+@click.pass_obj
+def photo_delete(settings: Settings, file_id: str, shoot_id: str, ext: str) -> None:
+    """Delete the original and publish file.deleted (the gallery removes renditions and entry)."""
+    try:
+        open_store(settings.storage).delete(original_key(shoot_id, file_id, ext))
+    except StorageError as exc:
+        raise click.ClickException(f"could not delete the original: {exc}") from exc
+    _publish(settings, FileDeleted(file_id=file_id, shoot_id=shoot_id), deterministic_id("file.deleted", file_id))
+    click.echo(f"photo {file_id} deleted")
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+
+@click.command("rebuild")
+@click.argument("name", type=click.Choice(sorted(TABLES)))
+@click.option("--into", type=click.Path(path_type=Path), default=None,
+              help="Write the rebuilt state to this new database instead of replacing the live tables.")
+@click.pass_obj
+def rebuild_command(settings: Settings, name: str, into: Path | None) -> None:
+    """Rebuild NAME's state by replaying its topics from offset zero (stop its workers first)."""
+    applied = rebuild(name, settings, into)
+    click.echo(f"{name}: rebuilt from {applied} event(s)" + (f" into {into}" if into else ""))
+
+
+@click.group("mail")
+def mail_group() -> None:
+    """Mail received by the dev stack's SMTP sink."""
+
+
+@mail_group.command("list")
+@click.pass_obj
+def mail_list(settings: Settings) -> None:
+    """Show the mails in the sink: date, recipient, subject, Message-ID."""
+    table = Table(title="mail")
+    for column in ("date", "to", "subject", "message-id"):
+        table.add_column(column)
+    for path in sorted(mail_dir(settings).glob("*.eml"), key=lambda p: p.stat().st_mtime):
+        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        table.add_row(str(msg["Date"]), str(msg["To"]), str(msg["Subject"]), str(msg["Message-ID"]))
+    Console(width=200).print(table)
+
+
+def mail_dir(settings: Settings) -> Path:
+    """Where the dev SMTP sink stores mails."""
+    return settings.dev.data_dir.expanduser().resolve() / "mail"
