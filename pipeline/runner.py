@@ -14,6 +14,11 @@ Commit steps, in order, for every message:
 
 All bookkeeping happens on the thread that polls; worker threads only run jobs and report back
 through a queue, so no state here needs a lock.
+
+Observability: each processing attempt runs inside an OpenTelemetry span whose parent is the context
+in the message's `traceparent` header (the span is current on the worker thread, so the events the
+stage publishes carry it on, see pipeline/tracing.py); outcomes go to a `RunnerObserver` (metrics)
+from the polling thread. Nothing is logged per message at INFO.
 """
 
 from __future__ import annotations
@@ -31,15 +36,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 
 from pipeline.dead_letter import dead_letter
-from pipeline.envelope import headers_dict, now_ms
+from pipeline.envelope import H_EVENT_TYPE, headers_dict, now_ms
 from pipeline.errors import ErrorKind
 from pipeline.offsets import PartitionOffsets
 from pipeline.publisher import Outgoing
 from pipeline.retry import Backoff
 from pipeline.settings import WorkerSettings
 from pipeline.stage import Received, Stage
+from pipeline.tracing import context_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +72,32 @@ class PublisherLike(Protocol):
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
+class RunnerObserver(Protocol):
+    """Outcomes of messages, reported on the polling thread (metrics implement it; must be cheap)."""
+
+    def processed(self, event_type: str, seconds: float) -> None: ...
+    def failed(self, event_type: str, kind: str, seconds: float) -> None: ...
+    def retried(self, event_type: str) -> None: ...
+    def dead_lettered(self, event_type: str) -> None: ...
+    def skipped(self, event_type: str) -> None: ...
+
+
+class _NoObserver:
+    """The default observer: measures nothing."""
+
+    def processed(self, event_type: str, seconds: float) -> None: ...
+    def failed(self, event_type: str, kind: str, seconds: float) -> None: ...
+    def retried(self, event_type: str) -> None: ...
+    def dead_lettered(self, event_type: str) -> None: ...
+    def skipped(self, event_type: str) -> None: ...
+
+
+NO_EVENT_TYPE = "none"  # label of messages without an `eventType` header (e.g. raw storage notifications)
+
+
 @dataclass
 class RunnerStats:
-    """Counters of one runner, for logs, health and tests."""
+    """Counters of one runner, for logs, health and tests (plain ints: read from other threads as is)."""
 
     received: int = 0
     skipped: int = 0
@@ -74,14 +105,17 @@ class RunnerStats:
     retried: int = 0
     dead_lettered: int = 0
     commits: int = 0
+    in_flight: int = 0  # a gauge: messages received and not finished, as of the last loop iteration
 
 
 @dataclass
 class _Job:
     message: Received
     generation: int
+    event_type: str = NO_EVENT_TYPE
     attempts: int = 0
     letter: Outgoing | None = None  # set once the message is to be dead-lettered instead of processed
+    elapsed_s: float = 0.0  # of the last attempt, set by the worker thread before it reports back
 
     @property
     def tp(self) -> TP:
@@ -112,8 +146,14 @@ class StageRunner:
         publisher: PublisherLike,
         settings: WorkerSettings,
         clock: Callable[[], float] = time.monotonic,
+        observer: RunnerObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.stage = stage
+        self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
+        # The global provider by default: a no-op one unless the worker installed an SDK provider.
+        self._tracer = tracer if tracer is not None else trace.get_tracer("darkroom.runner")
+        self._span_name = f"{stage.name} process"
         self._consumer = consumer
         self._publisher = publisher
         self._settings = settings
@@ -131,6 +171,7 @@ class StageRunner:
         self._last_commit = clock()
         self.stats = RunnerStats()
         self.assigned = threading.Event()  # set once partitions are assigned: lets callers await readiness
+        self.heartbeat = clock()  # last time the polling loop went round: liveness for /health/live
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -155,6 +196,11 @@ class StageRunner:
         self._stopping.set()
 
     @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called: the runner is draining and takes no new work."""
+        return self._stopping.is_set()
+
+    @property
     def in_flight(self) -> int:
         """Messages received and not yet finished, across partitions."""
         return sum(p.offsets.in_flight for p in self._partitions.values())
@@ -162,9 +208,11 @@ class StageRunner:
     # -- the loop ---------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        free = self._settings.max_in_flight - self.in_flight
+        self.heartbeat = self._clock()
+        in_flight = self.stats.in_flight = self.in_flight
+        free = self._settings.max_in_flight - in_flight
         # Short polls while work runs, so finished work is committed and followed up promptly.
-        timeout = 0.01 if self.in_flight else 0.2
+        timeout = 0.01 if in_flight else 0.2
         if self._retries:
             timeout = max(0.0, min(timeout, self._retries[0].due - self._clock()))
         for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout):
@@ -193,11 +241,15 @@ class StageRunner:
         )
         part.offsets.received(received.offset)
         self.stats.received += 1
-        if not self.stage.accepts(headers_dict(received.headers)):
+        headers = headers_dict(received.headers)
+        raw_type = headers.get(H_EVENT_TYPE)
+        event_type = raw_type.decode(errors="replace") if raw_type else NO_EVENT_TYPE
+        if not self.stage.accepts(headers):
             part.offsets.finished(received.offset)
             self.stats.skipped += 1
+            self._observer.skipped(event_type)
             return
-        job = _Job(received, part.generation)
+        job = _Job(received, part.generation, event_type)
         slot = self._key_slot(job)
         if slot in self._keys:
             self._keys[slot].append(job)
@@ -215,13 +267,34 @@ class StageRunner:
         future.add_done_callback(lambda f, j=job: self._done.put((j, f.exception())))
 
     def _execute(self, job: _Job) -> None:
-        """Runs on a worker thread."""
-        if job.letter is not None:
-            self._publisher.publish_all([job.letter])
-            return
-        outputs = self.stage.process(job.message)
-        if outputs:
-            self._publisher.publish_all(outputs)
+        """Runs on a worker thread, inside a span that continues the trace of the message."""
+        msg = job.message
+        started = time.perf_counter()
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": msg.topic,
+            "messaging.destination.partition.id": str(msg.partition),
+            "messaging.kafka.offset": msg.offset,
+            "messaging.kafka.message.key": (msg.key or b"").decode(errors="replace"),
+            "darkroom.stage": self.stage.name,
+            "darkroom.event_type": job.event_type,
+            "darkroom.attempt": job.attempts + 1,
+        }
+        name = self._span_name if job.letter is None else f"{self.stage.name} dead-letter"
+        try:
+            # Current on this thread, so child_traceparent() puts this span's id in the output headers.
+            with self._tracer.start_as_current_span(
+                name, context=context_from_headers(msg.headers), kind=SpanKind.CONSUMER, attributes=attributes
+            ):
+                if job.letter is not None:
+                    self._publisher.publish_all([job.letter])
+                    return
+                outputs = self.stage.process(msg)
+                if outputs:
+                    self._publisher.publish_all(outputs)
+        finally:
+            job.elapsed_s = time.perf_counter() - started
 
     def _collect(self, block_s: float) -> None:
         """Apply finished jobs' results; waits up to `block_s` for the first one."""
@@ -243,8 +316,10 @@ class StageRunner:
         if error is None:
             if job.letter is not None:
                 self.stats.dead_lettered += 1
+                self._observer.dead_lettered(job.event_type)
             else:
                 self.stats.processed += 1
+                self._observer.processed(job.event_type, job.elapsed_s)
             part.offsets.finished(job.message.offset)
             self._release_key(job)
             return
@@ -253,6 +328,7 @@ class StageRunner:
             self._schedule_retry(job, part, error)
             return
         kind = self.stage.classify(error)
+        self._observer.failed(job.event_type, kind.value, job.elapsed_s)
         if kind is ErrorKind.TRANSIENT and not self._backoff.exhausted(job.attempts + 1):
             self._schedule_retry(job, part, error)
             return
@@ -270,6 +346,7 @@ class StageRunner:
         delay = self._backoff.delay(job.attempts)
         part.retrying += 1
         self.stats.retried += 1
+        self._observer.retried(job.event_type)
         log.log(
             logging.WARNING if job.attempts == 1 else logging.DEBUG,
             "%s: retrying %s[%d]@%d in %.2fs (attempt %d): %s: %s",
@@ -332,6 +409,7 @@ class StageRunner:
         deadline = self._clock() + self._settings.drain_timeout_s
         wanted = set(tps)
         while self._clock() < deadline:
+            self.heartbeat = self._clock()
             if not any(self._partitions[tp].offsets.in_flight for tp in wanted if tp in self._partitions):
                 return
             self._collect(block_s=0.05)

@@ -1,19 +1,58 @@
-"""W3C trace context carried in Kafka headers, so one trace follows a photo across stages."""
+"""W3C trace context carried in Kafka headers, so one trace follows a photo across stages.
+
+The runner makes each stage's processing an OpenTelemetry span whose parent is the context in the
+consumed message's `traceparent` (see `context_from_headers`) and makes it current on the worker
+thread; `child_traceparent` then hands that span's context to every event the stage publishes, so
+the next stage's span becomes its child. Outside a runner span (tools, tests) it falls back to a
+fresh span id in the parent's trace, as before.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
 
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_PROPAGATOR = TraceContextTextMapPropagator()
+_ROOT = Context()  # an empty context: extracting into it never inherits whatever is current
 
 
 def child_traceparent(parent: str | None) -> str:
-    """A traceparent for a new span: same trace as `parent` when it is valid, else a new trace."""
+    """A traceparent for an outgoing event: the active span when it continues `parent`'s trace, else a new span id.
+
+    The active span wins when `parent` is absent or in the same trace, so a stage that forgets to pass
+    the parent still continues the trace the runner started for the message it is processing.
+    """
+    current = current_traceparent()
     match = _TRACEPARENT.match(parent or "")
+    if current is not None and (match is None or match.group(1) == current[3:35]):
+        return current
     trace_id = match.group(1) if match and match.group(1) != "0" * 32 else secrets.token_hex(16)
     flags = match.group(3) if match else "01"
     return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the active OpenTelemetry span, or None when there is no valid one."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def context_from_headers(headers: list[tuple[str, bytes]] | None) -> Context:
+    """The trace context carried by Kafka headers (`traceparent`, `tracestate`); empty when absent or malformed."""
+    carrier = {}
+    for name, value in headers or []:
+        if name in ("traceparent", "tracestate") and value:
+            carrier[name] = value.decode("ascii", errors="replace")
+    if not carrier:
+        return _ROOT
+    return _PROPAGATOR.extract(carrier, context=_ROOT)
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
