@@ -1,16 +1,56 @@
-"""librdkafka configurations derived from the settings object, in one place."""
+"""librdkafka configurations derived from the settings object, in one place.
+
+Security (SASL_SSL with SCRAM and a private CA) is built here from typed settings, so every client
+of the process (consumer, producer, admin, watchers, CLI tools) connects the same way. The SASL
+password is read from its SecretStr only into the dict handed to librdkafka; never log a config
+returned by these functions (use :func:`redacted` for that).
+"""
 
 from __future__ import annotations
 
-from pipeline.settings import Settings
+from collections.abc import Mapping
+
+from pipeline.settings import KafkaSettings, Settings
 
 Config = dict[str, str | int | bool]
+
+# librdkafka properties whose values must never reach a log line.
+SECRET_PROPERTIES = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"})
+
+
+class KafkaConfigError(ValueError):
+    """The Kafka security settings are incomplete or contradictory (raised before any connection)."""
+
+
+def security_config(kafka: KafkaSettings) -> Config:
+    """The librdkafka security properties of ``kafka``; empty for PLAINTEXT.
+
+    Raises KafkaConfigError when a SASL protocol lacks a username or password, or a CA file is
+    missing: better a clear message at start-up than a retried handshake in the logs.
+    """
+    protocol = kafka.security_protocol
+    config: Config = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if not kafka.sasl_username or kafka.sasl_password is None:
+            raise KafkaConfigError(
+                f"DARKROOM_KAFKA__SECURITY_PROTOCOL={protocol} needs DARKROOM_KAFKA__SASL_USERNAME and "
+                "DARKROOM_KAFKA__SASL_PASSWORD"
+            )
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.sasl_username
+        config["sasl.password"] = kafka.sasl_password.get_secret_value()
+    if protocol.endswith("SSL") and kafka.ssl_ca_location is not None:
+        if not kafka.ssl_ca_location.is_file():
+            raise KafkaConfigError(f"DARKROOM_KAFKA__SSL_CA_LOCATION {str(kafka.ssl_ca_location)!r} is not a file")
+        config["ssl.ca.location"] = str(kafka.ssl_ca_location)
+    return config
 
 
 def _common(settings: Settings) -> Config:
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "client.id": settings.kafka.client_id,
+        **security_config(settings.kafka),
         **settings.kafka.extra,
     }
 
@@ -47,3 +87,8 @@ def consumer_config(settings: Settings, group_id: str) -> Config:
         "max.poll.interval.ms": settings.worker.max_poll_interval_ms,
         **settings.kafka.extra,
     }
+
+
+def redacted(config: Mapping[str, object]) -> dict[str, object]:
+    """A copy of a librdkafka config that is safe to log: secret values replaced by '**********'."""
+    return {k: ("**********" if k in SECRET_PROPERTIES else v) for k, v in config.items()}

@@ -1,21 +1,30 @@
-"""Running a stage as a worker process: real consumer and publisher, signals, start-up checks."""
+"""Running a stage as a worker process: real consumer and publisher, signals, start-up checks,
+health and metrics endpoints, and the tracer provider.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from types import FrameType
+from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
+from opentelemetry.trace import Tracer
 
+from pipeline.health import KAFKA, Check, HealthChecks, HealthServer, kafka_check, stage_checks
 from pipeline.kafka_config import admin_config, consumer_config, producer_config
+from pipeline.metrics import CONTENT_TYPE, StageMetrics
+from pipeline.preflight import check_kafka
 from pipeline.publisher import Publisher
-from pipeline.runner import StageRunner
+from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import Stage
+from pipeline.telemetry import install_tracer_provider
 from pipeline.topics import default_topic_specs, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -35,21 +44,81 @@ def group_id(stage_name: str) -> str:
     return f"darkroom.{stage_name}"
 
 
-def build_runner(stage: Stage, settings: Settings) -> StageRunner:
-    """A runner wired to the real broker."""
-    consumer = Consumer(consumer_config(settings, group_id(stage.name)))
+def build_runner(
+    stage: Stage, settings: Settings, observer: RunnerObserver | None = None, tracer: Tracer | None = None,
+    stats_cb: Callable[[str], None] | None = None,
+) -> StageRunner:
+    """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag)."""
+    config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name)))
+    if stats_cb is not None:
+        config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
+    consumer = Consumer(config)
     publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
-    return StageRunner(stage, consumer, publisher, settings.worker)
+    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer)
 
 
-def run_worker(stage_name: str, settings: Settings, ensure: bool = True) -> StageRunner:
-    """Run a stage in this process until SIGTERM or SIGINT, then drain and commit. Returns the finished runner."""
+def start_health_server(
+    runner: StageRunner, checks: Mapping[str, Check], settings: Settings, metrics: StageMetrics | None = None,
+) -> HealthServer:
+    """Serve /health/* and /metrics for `runner` on the configured host and port (0 = any free port)."""
+    # A revocation may hold the loop for up to the drain timeout; only well beyond that is it stuck.
+    stale_after_s = settings.worker.drain_timeout_s + 60.0
+
+    def live() -> str | None:
+        age = time.monotonic() - runner.heartbeat
+        return None if age < stale_after_s else f"the polling loop has not gone round for {age:.0f}s"
+
+    def ready() -> str | None:
+        if runner.stopping:
+            return "draining: stop requested"
+        if not runner.assigned.is_set():
+            return "waiting for the consumer group to assign partitions"
+        return None
+
+    host, port = settings.worker.http_host, settings.worker.http_port
+    try:
+        server = HealthServer(
+            host, port, checks=HealthChecks(checks, timeout_s=settings.telemetry.check_timeout_s),
+            live=live, ready=ready, metrics=metrics, metrics_content_type=CONTENT_TYPE,
+        )
+    except OSError as exc:
+        raise OSError(
+            f"cannot serve health and metrics on {host}:{port}: {exc}; choose another DARKROOM_WORKER__HTTP_PORT (0 = any)"
+        ) from exc
+    return server.start()
+
+
+def run_worker(
+    stage_name: str, settings: Settings, ensure: bool = True, checks: Mapping[str, Check] | None = None,
+) -> StageRunner:
+    """Run a stage in this process until SIGTERM or SIGINT, then drain and commit. Returns the finished runner.
+
+    While it runs, the worker serves /health/* and /metrics (see pipeline/health.py) and traces each
+    message as a span continuing the trace of its input. `checks` adds named health checks to those
+    of the stage (`health_checks()`) and the Kafka one.
+    """
     factories = stage_factories()
     if stage_name not in factories:
         raise ValueError(f"unknown stage {stage_name!r}; installed stages: {', '.join(sorted(factories))}")
+    check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
+    admin = AdminClient(admin_config(settings))
     if ensure:
-        ensure_topics(AdminClient(admin_config(settings)), default_topic_specs())
-    runner = build_runner(factories[stage_name](settings), settings)
+        ensure_topics(admin, default_topic_specs())
+    stage = factories[stage_name](settings)
+    tracing = install_tracer_provider(settings.telemetry, stage_name)
+    metrics = StageMetrics(stage_name, settings.telemetry.service_name)
+    runner = build_runner(
+        stage, settings, observer=metrics, tracer=tracing.get_tracer("darkroom.runner"), stats_cb=metrics.on_stats
+    )
+    metrics.watch_in_flight(lambda: runner.stats.in_flight)
+    all_checks = {
+        KAFKA: kafka_check(admin, stage.topics[0], settings.telemetry.check_timeout_s),
+        **stage_checks(stage),
+        **(checks or {}),
+    }
+    server = start_health_server(runner, all_checks, settings, metrics)
+    # Parsed by the fleet supervisor's tests and handy by hand with port 0; once per process, not per message.
+    log.info("%s: health and metrics on %s (%s)", stage_name, server.url, ", ".join(server.paths()))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.warning("%s: %s received, draining in-flight work", stage_name, signal.Signals(signum).name)
@@ -57,5 +126,10 @@ def run_worker(stage_name: str, settings: Settings, ensure: bool = True) -> Stag
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        server.close()
+        metrics.shutdown()
+        tracing.shutdown()  # flushes spans still batched
     return runner

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 _TRANSIENT_BOTO = (BotoConnectionError, HTTPClientError, IncompleteReadError, ChecksumError)
 
 
+def _ca_bundle(settings: StorageSettings) -> str | None:
+    """The CA file to verify the endpoint with; a configured but missing file is a StorageError, not a TLS error later."""
+    if settings.ca_bundle is None:
+        return None
+    if not settings.ca_bundle.is_file():
+        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+    return str(settings.ca_bundle)
+
+
 class Boto3Store:
     """:class:`storage.port.ObjectStore` on one boto3 S3 client, safe to share between threads."""
 
@@ -64,6 +73,8 @@ class Boto3Store:
             region_name=settings.region,
             aws_access_key_id=settings.access_key,
             aws_secret_access_key=settings.secret_key.get_secret_value(),
+            # A private CA (DARKROOM_STORAGE__CA_BUNDLE) for https endpoints; None = botocore's default bundle.
+            verify=_ca_bundle(settings),
             config=config,
         )
 

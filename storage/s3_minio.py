@@ -27,6 +27,15 @@ _MIN_PART = 5 * 1024 * 1024
 _MAX_SINGLE_PUT = 5 * 1024 * 1024 * 1024
 
 
+def _ca_bundle(settings: StorageSettings) -> str:
+    """The CA file to verify the endpoint with; a configured but missing file is a StorageError, not a TLS error later."""
+    if settings.ca_bundle is None:
+        return certifi.where()
+    if not settings.ca_bundle.is_file():
+        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+    return str(settings.ca_bundle)
+
+
 class MinioStore:
     """:class:`storage.port.ObjectStore` on one ``minio.Minio`` client, safe to share between threads."""
 
@@ -54,7 +63,8 @@ class MinioStore:
             timeout=urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s),
             maxsize=max_pool_connections,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
+            # A private CA (DARKROOM_STORAGE__CA_BUNDLE) replaces certifi's public roots for https endpoints.
+            ca_certs=_ca_bundle(settings),
             # One quick retry like the boto3 adapter; the stage runner owns real backoff.
             # raise_on_status=False hands the last 5xx back to the SDK, which parses the S3 error.
             retries=Retry(

@@ -139,6 +139,8 @@ class KafkaBroker:
         check_port_free(
             self.dev.kafka_controller_port, "Kafka controller", "DARKROOM_DEV__KAFKA_CONTROLLER_PORT=<free port>"
         )
+        if self.dev.kafka_sasl_ssl_port is not None:
+            check_port_free(self.dev.kafka_sasl_ssl_port, "Kafka SASL_SSL", "DARKROOM_DEV__KAFKA_SASL_SSL_PORT=<free port>")
 
     # --- configure and format -----------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class KafkaBroker:
             "transaction.state.log.min.isr": "1",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
+            **self._sasl_ssl_props(),
             # Tests and `dev up` want consumers assigned at once, not after the 3 s default delay.
             "group.initial.rebalance.delay.ms": "0",
             # Topics come from pipeline/topics.py only; a typo must fail, not create a topic.
@@ -178,13 +181,50 @@ class KafkaBroker:
         self.server_properties.write_text(text)
         self.log4j_properties.write_text(resources.files(__package__).joinpath("log4j2.properties").read_text())
 
+    def _sasl_ssl_props(self) -> dict[str, str]:
+        """An extra SASL_SSL listener (SCRAM-SHA-256/512, PEM keystore) if settings.dev asks for one.
+
+        Brokers and the controller keep talking PLAINTEXT to each other; only clients use this listener.
+        """
+        dev = self.dev
+        if dev.kafka_sasl_ssl_port is None:
+            return {}
+        if dev.kafka_ssl_keystore_pem is None:
+            raise StackError("DARKROOM_DEV__KAFKA_SASL_SSL_PORT needs DARKROOM_DEV__KAFKA_SSL_KEYSTORE_PEM (key + certificate chain)")
+        plain, controller = f"127.0.0.1:{dev.kafka_port}", f"127.0.0.1:{dev.kafka_controller_port}"
+        sasl = f"127.0.0.1:{dev.kafka_sasl_ssl_port}"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return {
+            "listeners": f"PLAINTEXT://{plain},CONTROLLER://{controller},SASL_SSL://{sasl}",
+            "advertised.listeners": f"PLAINTEXT://{plain},SASL_SSL://{sasl}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            # PEM keystore: one file with the PKCS#8 key and the certificate chain, no JKS/keytool step.
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(dev.kafka_ssl_keystore_pem.resolve()),
+        }
+
+    def _scram_args(self) -> list[str]:
+        """``--add-scram`` arguments: SCRAM users live in the cluster metadata, written at format time.
+
+        The passwords are in this one short-lived process's argv (the format step of a dev broker);
+        they are never written to server.properties or a log.
+        """
+        args: list[str] = []
+        for name, password in sorted(self.dev.kafka_scram_users.items()):
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                args += ["--add-scram", f"{mechanism}=[name={name},password={password.get_secret_value()}]"]
+        return args
+
     def _format_once(self, java: str, classpath: str) -> None:
         """Format the KRaft log dir unless it already carries meta.properties."""
         if (self.log_dirs / "meta.properties").exists():
             return
         cmd = [
             java, *self._jvm_log_flags(), "-cp", classpath, "kafka.tools.StorageTool", "format",
-            "-t", _kafka_uuid(), "-c", str(self.server_properties),
+            "-t", _kafka_uuid(), "-c", str(self.server_properties), *self._scram_args(),
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if result.returncode != 0:
