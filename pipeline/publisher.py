@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
@@ -57,52 +57,52 @@ class Publisher:
         while not self._closed.is_set():
             self._producer.poll(0.1)
 
-    def publish(self, message: Outgoing) -> Future[Message]:
-        """Start producing one message; the future resolves on the broker's acknowledgement."""
-        future: Future[Message] = Future()
+    def produce(self, message: Outgoing, on_done: Callable[[Exception | None], None]) -> None:
+        """Start producing one message; `on_done(None)` on the broker's acknowledgement, else with the error.
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                future.set_exception(KafkaException(err))
-            else:
-                future.set_result(msg)
+        `on_done` runs on the publisher's callback thread and must be cheap. The error is already
+        classified: DeliveryFailed (transient) or PermanentError (see `delivery_error`).
+        """
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            on_done(None if err is None else delivery_error(KafkaException(err)))
 
         while True:
             try:
                 self._producer.produce(
                     message.topic, value=message.value, key=message.key, headers=message.headers, on_delivery=on_delivery
                 )
-                return future
+                return
             except BufferError:
                 # Local queue full: let deliveries drain instead of failing the event.
                 self._producer.poll(0.05)
             except KafkaException as exc:
-                future.set_exception(exc)
-                return future
+                on_done(delivery_error(exc))
+                return
 
-    def publish_all(self, messages: Sequence[Outgoing], timeout_s: float | None = None) -> list[Message]:
+    def publish(self, message: Outgoing) -> Future[None]:
+        """Start producing one message; the future resolves on the broker's acknowledgement."""
+        future: Future[None] = Future()
+        self.produce(message, lambda error: future.set_result(None) if error is None else future.set_exception(error))
+        return future
+
+    def publish_all(self, messages: Sequence[Outgoing], timeout_s: float | None = None) -> None:
         """Produce and wait for every acknowledgement.
 
         Raises DeliveryFailed (transient) on a timeout or a retriable broker error, PermanentError on
         an error retrying cannot fix (e.g. a message over the size limit).
         """
         futures = [self.publish(m) for m in messages]
-        done, pending = wait(futures, timeout=timeout_s or self._timeout_s)
+        _, pending = wait(futures, timeout=timeout_s or self._timeout_s)
         if pending:
             raise DeliveryFailed(
                 f"{len(pending)} of {len(futures)} messages not acknowledged within {timeout_s or self._timeout_s:.0f}s: "
                 "is the Kafka broker reachable?"
             )
-        results = []
         for fut in futures:
             exc = fut.exception()
             if exc is not None:
-                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if err is not None and not (err.retriable() or err.code() in _TRANSIENT_CODES):
-                    raise PermanentError(f"broker refused the message: {err.str()}") from exc
-                raise DeliveryFailed(f"delivery failed: {exc}") from exc
-            results.append(fut.result())
-        return results
+                raise exc
 
     def flush(self, timeout_s: float = 10.0) -> int:
         """Wait for outstanding messages; returns how many are still queued."""
@@ -113,6 +113,17 @@ class Publisher:
         self.flush(timeout_s)
         self._closed.set()
         self._poller.join(timeout=1.0)
+
+
+def delivery_error(exc: KafkaException) -> Exception:
+    """A failed delivery as our error classes: permanent when retrying cannot help, transient otherwise."""
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is not None and not (err.retriable() or err.code() in _TRANSIENT_CODES):
+        failure: Exception = PermanentError(f"broker refused the message: {err.str()}")
+    else:
+        failure = DeliveryFailed(f"delivery failed: {exc}: is the Kafka broker reachable?")
+    failure.__cause__ = exc
+    return failure
 
 
 _TRANSIENT_CODES = {

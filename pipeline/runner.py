@@ -68,7 +68,7 @@ class ConsumerLike(Protocol):
 class PublisherLike(Protocol):
     """The part of Publisher the runner uses."""
 
-    def publish_all(self, messages: list[Outgoing], timeout_s: float | None = None) -> Any: ...
+    def produce(self, message: Outgoing, on_done: Callable[[Exception | None], None]) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
@@ -159,12 +159,17 @@ class StageRunner:
         self._settings = settings
         self._clock = clock
         self._backoff = Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s, settings.retry_max_attempts)
-        self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=f"{stage.name}-work")
+        self._pool = (
+            ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=f"{stage.name}-work")
+            if settings.threads > 0 else None
+        )
         self._done: queue.SimpleQueue[tuple[_Job, BaseException | None]] = queue.SimpleQueue()
         self._partitions: dict[TP, _Partition] = {}
         self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}  # busy keys and the jobs waiting behind them
         self._retries: list[_Retry] = []
         self._paused: set[TP] = set()
+        self._backpressure = False
+        self._full_since: float | None = None
         self._generations = itertools.count(1)
         self._seq = itertools.count()
         self._stopping = threading.Event()
@@ -187,7 +192,8 @@ class StageRunner:
             self._commit()
         finally:
             self._consumer.close()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
             self._publisher.close()
             self.stage.close()
 
@@ -208,16 +214,24 @@ class StageRunner:
     # -- the loop ---------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        self.heartbeat = self._clock()
+        now = self.heartbeat = self._clock()
         in_flight = self.stats.in_flight = self.in_flight
         free = self._settings.max_in_flight - in_flight
-        # Short polls while work runs, so finished work is committed and followed up promptly.
+        # Short waits while work runs, so finished work is committed and followed up promptly.
         timeout = 0.01 if in_flight else 0.2
         if self._retries:
-            timeout = max(0.0, min(timeout, self._retries[0].due - self._clock()))
-        for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout):
-            self._on_message(msg)
-        self._collect(block_s=0.0)
+            timeout = max(0.0, min(timeout, self._retries[0].due - now))
+        if free > 0 or self._backpressure:
+            self._full_since = None
+            # Paused partitions return nothing here, but consuming keeps the member alive in the group.
+            for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout):
+                self._on_message(msg)
+            self._collect(block_s=0.0)
+        else:
+            # Window full: stop reading, but do not pause yet. The consumer keeps what it prefetched
+            # (bounded by queued.max.messages.kbytes); pausing would drop it and cost a refetch.
+            self._full_since = self._full_since or now
+            self._collect(block_s=timeout)
         self._fire_retries()
         self._apply_pauses()
         if self._clock() - self._last_commit >= self._settings.commit_interval_s:
@@ -263,11 +277,43 @@ class StageRunner:
         return (job.tp, key)
 
     def _submit(self, job: _Job) -> None:
-        future = self._pool.submit(self._execute, job)
-        future.add_done_callback(lambda f, j=job: self._done.put((j, f.exception())))
+        if self._pool is None:
+            self._run(job)  # threads=0: cheap stages run on the polling thread, no hand-off
+        else:
+            self._pool.submit(self._run, job)
 
-    def _execute(self, job: _Job) -> None:
-        """Runs on a worker thread, inside a span that continues the trace of the message."""
+    def _run(self, job: _Job) -> None:
+        """Process a job, then report it once every output is acknowledged (or at the first failure).
+
+        The thread is free as soon as the outputs are handed to the producer: acknowledgements
+        arrive on the publisher's callback thread, so waiting for the broker costs no worker thread.
+        """
+        try:
+            outputs = self._execute(job)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified, then retried or dead-lettered
+            self._done.put((job, exc))
+            return
+        if not outputs:
+            self._done.put((job, None))
+            return
+        pending = [len(outputs)]
+        failure: list[Exception] = []
+        lock = threading.Lock()
+
+        def acknowledged(error: Exception | None) -> None:
+            with lock:
+                if error is not None and not failure:
+                    failure.append(error)
+                pending[0] -= 1
+                last = pending[0] == 0
+            if last:
+                self._done.put((job, failure[0] if failure else None))
+
+        for message in outputs:
+            self._publisher.produce(message, acknowledged)
+
+    def _execute(self, job: _Job) -> list[Outgoing]:
+        """Runs the stage inside a span that continues the trace of the message; returns what to publish."""
         msg = job.message
         started = time.perf_counter()
         attributes = {
@@ -287,12 +333,7 @@ class StageRunner:
             with self._tracer.start_as_current_span(
                 name, context=context_from_headers(msg.headers), kind=SpanKind.CONSUMER, attributes=attributes
             ):
-                if job.letter is not None:
-                    self._publisher.publish_all([job.letter])
-                    return
-                outputs = self.stage.process(msg)
-                if outputs:
-                    self._publisher.publish_all(outputs)
+                return [job.letter] if job.letter is not None else self.stage.process(msg)
         finally:
             job.elapsed_s = time.perf_counter() - started
 
@@ -374,8 +415,19 @@ class StageRunner:
             self._keys.pop(slot, None)
 
     def _apply_pauses(self) -> None:
-        """Pause partitions with a retry pending, or all of them while the in-flight window is full."""
-        full = self.in_flight >= self._settings.max_in_flight
+        """Pause partitions with a retry pending, and all of them once the window has stayed full for a while.
+
+        A full window first just stops reading (see `_step`); only when it stays full (slow work, a
+        long outage) are the partitions paused, so that consuming can go on to keep the member in the
+        group, until half the window is free again. Pausing drops what the consumer prefetched, so
+        pausing early or resuming at the first free slot would refetch from the broker all the time.
+        """
+        in_flight = self.in_flight
+        if self._full_since is not None and self._clock() - self._full_since >= self._settings.pause_after_full_s:
+            self._backpressure = True
+        elif in_flight <= self._settings.max_in_flight // 2:
+            self._backpressure = False
+        full = self._backpressure
         want = {tp for tp, p in self._partitions.items() if full or p.retrying > 0 or self._stopping.is_set()}
         to_pause, to_resume = want - self._paused, self._paused - want
         if to_pause:

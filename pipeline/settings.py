@@ -51,10 +51,16 @@ class StorageSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """Limits of one stage worker process."""
 
-    # Events held at once (received, not yet committed); above it the worker pauses its partitions.
-    max_in_flight: int = Field(default=16, ge=1)
+    # Events held at once (received, not yet finished); at the limit the worker pauses its partitions
+    # until half are done. Events are small (photos are fetched only when processed), so this bounds
+    # drain time on SIGTERM more than memory.
+    max_in_flight: int = Field(default=64, ge=2)
+    # A full window stops reading; if it stays full this long, every partition is paused so the
+    # worker can keep polling (and stay in its group, see max_poll_interval_ms) until half is free.
+    pause_after_full_s: float = Field(default=5.0, gt=0)
     # Threads for the CPU work of handlers; libvips releases the GIL, so threads scale on cores.
-    threads: int = Field(default=2, ge=1)
+    # 0 runs handlers on the polling thread: best for cheap stages (business consumers, pass-through).
+    threads: int = Field(default=2, ge=0)
     # Transient errors: attempts before an event is dead-lettered (0 = retry forever).
     retry_max_attempts: int = Field(default=10, ge=0)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)

@@ -118,13 +118,17 @@ class FakePublisher:
         self.fail_next = 0
         self.closed = False
 
-    def publish_all(self, messages: list[Outgoing], timeout_s: float | None = None) -> None:
+    def produce(self, message: Outgoing, on_done: Callable[[Exception | None], None]) -> None:
+        """Acknowledges at once, like a broker would later, on the caller's thread."""
         with self.changed:
             if self.fail_next:
                 self.fail_next -= 1
-                raise ConnectionError("broker unreachable (fake)")
-            self.published.extend(messages)
+                error: Exception | None = ConnectionError("broker unreachable (fake)")
+            else:
+                self.published.append(message)
+                error = None
             self.changed.notify_all()
+        on_done(error)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.closed = True

@@ -176,9 +176,9 @@ def test_stop_drains_in_flight_work_and_commits_it() -> None:
     assert consumer.closed and publisher.closed
 
 
-def test_window_full_pauses_every_partition() -> None:
+def test_a_window_that_stays_full_pauses_every_partition() -> None:
     stage = ScriptedStage()
-    settings = SETTINGS.model_copy(update={"max_in_flight": 2})
+    settings = SETTINGS.model_copy(update={"max_in_flight": 2, "pause_after_full_s": 0.05})
     consumer = FakeConsumer([msg(0, 0, b"block"), msg(0, 1, b"block"), msg(1, 0, b"x"), msg(1, 1, b"y")])
     publisher = FakePublisher(consumer.changed)
     runner, thread = start(stage, consumer, publisher, settings)
@@ -195,3 +195,14 @@ def test_window_full_pauses_every_partition() -> None:
 ])
 def test_default_classification(exc: BaseException, kind: ErrorKind) -> None:
     assert default_classify(exc) is kind
+
+
+def test_inline_mode_processes_retries_and_dead_letters_on_the_polling_thread() -> None:
+    stage = ScriptedStage()
+    consumer = FakeConsumer([msg(0, 0, b"a"), msg(0, 1, b"flaky:1"), msg(0, 2, b"poison"), msg(1, 0, b"b")])
+    publisher = FakePublisher(consumer.changed)
+    runner, thread = start(stage, consumer, publisher, SETTINGS.model_copy(update={"threads": 0}))
+    assert consumer.wait_committed({("files", 0): 3, ("files", 1): 1})
+    stop(runner, thread)
+    assert (runner.stats.processed, runner.stats.retried, runner.stats.dead_lettered) == (3, 1, 1)
+    assert [o.topic for o in publisher.published].count("dead-letter-queue") == 1
