@@ -34,7 +34,7 @@ from pipeline.settings import Settings
 from storage import StorageError, open_store, original_key
 
 
-def _publish(settings: Settings, payload: BaseModel, event_id: str, correlation_id: str | None = None) -> str:
+def publish_event(settings: Settings, payload: BaseModel, event_id: str, correlation_id: str | None = None) -> str:
     """Publish one event and wait for the broker; returns the event id."""
     envelope, message = event_message(payload, event_id=event_id, producer=settings.producer_name,
                                       correlation_id=correlation_id)
@@ -49,7 +49,8 @@ def _publish(settings: Settings, payload: BaseModel, event_id: str, correlation_
     return envelope.event_id
 
 
-def _db(settings: Settings) -> Database:
+def open_db(settings: Settings) -> Database:
+    """The orchestration database (the read models) of these settings."""
     return Database(db_path(settings))
 
 
@@ -79,7 +80,7 @@ def shoot_create(settings: Settings, title: str, client_email: str, shoot_id: st
     except ValidationError as exc:
         raise click.BadParameter(str(exc)) from exc
     # Deterministic: creating the same shoot id twice publishes the same event, applied once.
-    published = _publish(settings, payload, deterministic_id("shoot.created", shoot_id))
+    published = publish_event(settings, payload, deterministic_id("shoot.created", shoot_id))
     click.echo(shoot_id)
     click.echo(f"shoot.created {published} (correlation id)", err=True)
 
@@ -89,8 +90,8 @@ def shoot_create(settings: Settings, title: str, client_email: str, shoot_id: st
 @click.pass_obj
 def shoot_complete(settings: Settings, shoot_id: str) -> None:
     """Publish shoot.completed: no more uploads; pending notifications go out now."""
-    count = len(gallery_photos(_db(settings).conn(), shoot_id))
-    _publish(settings, ShootCompleted(shoot_id=shoot_id, photo_count=count), deterministic_id("shoot.completed", shoot_id))
+    count = len(gallery_photos(open_db(settings).conn(), shoot_id))
+    publish_event(settings, ShootCompleted(shoot_id=shoot_id, photo_count=count), deterministic_id("shoot.completed", shoot_id))
     click.echo(f"shoot {shoot_id} completed with {count} photo(s)")
 
 
@@ -100,7 +101,7 @@ def shoot_complete(settings: Settings, shoot_id: str) -> None:
 @click.pass_obj
 def shoot_deliver(settings: Settings, shoot_id: str, message: str | None) -> None:
     """Publish shoot.delivered: the client is mailed."""
-    _publish(settings, ShootDelivered(shoot_id=shoot_id, message=message), deterministic_id("shoot.delivered", shoot_id))
+    publish_event(settings, ShootDelivered(shoot_id=shoot_id, message=message), deterministic_id("shoot.delivered", shoot_id))
     click.echo(f"shoot {shoot_id} delivered")
 
 
@@ -117,7 +118,7 @@ def invites_group() -> None:
 @click.pass_obj
 def invites_list(settings: Settings, shoot_id: str | None) -> None:
     """Show invites: id, shoot, e-mail, status (created, sent, accepted)."""
-    rows = _db(settings).conn().execute(
+    rows = open_db(settings).conn().execute(
         "SELECT invite_id, shoot_id, email, status, created_at, sent_at, accepted_at FROM invites"
         " WHERE ? IS NULL OR shoot_id = ? ORDER BY created_at", (shoot_id, shoot_id),
     ).fetchall()
@@ -139,11 +140,11 @@ def invite_group() -> None:
 @click.pass_obj
 def invite_accept(settings: Settings, invite_id: str) -> None:
     """Publish invite.accepted for INVITE_ID."""
-    row = _db(settings).conn().execute("SELECT * FROM invites WHERE invite_id = ?", (invite_id,)).fetchone()
+    row = open_db(settings).conn().execute("SELECT * FROM invites WHERE invite_id = ?", (invite_id,)).fetchone()
     if row is None:
         raise click.ClickException(f"no invite {invite_id}; see `darkroom invites list`")
     payload = InviteAccepted(invite_id=invite_id, shoot_id=row["shoot_id"], user_id=row["user_id"])
-    _publish(settings, payload, event_id("invite.accepted", invite_id), correlation_id=row["correlation_id"])
+    publish_event(settings, payload, event_id("invite.accepted", invite_id), correlation_id=row["correlation_id"])
     click.echo(f"invite {invite_id} accepted")
 
 
@@ -155,7 +156,7 @@ def invite_accept(settings: Settings, invite_id: str) -> None:
 @click.pass_obj
 def gallery_command(settings: Settings, shoot_id: str) -> None:
     """Print a shoot's gallery: photos, renditions, sizes and presigned links."""
-    photos = gallery_photos(_db(settings).conn(), shoot_id)
+    photos = gallery_photos(open_db(settings).conn(), shoot_id)
     store = open_store(settings.storage)
     table = Table(title=f"gallery {shoot_id}: {len(photos)} photo(s)")
     for column in ("photo", "rendition", "size", "KB", "link"):
@@ -183,7 +184,7 @@ def photo_delete(settings: Settings, file_id: str, shoot_id: str, ext: str) -> N
         open_store(settings.storage).delete(original_key(shoot_id, file_id, ext))
     except StorageError as exc:
         raise click.ClickException(f"could not delete the original: {exc}") from exc
-    _publish(settings, FileDeleted(file_id=file_id, shoot_id=shoot_id), deterministic_id("file.deleted", file_id))
+    publish_event(settings, FileDeleted(file_id=file_id, shoot_id=shoot_id), deterministic_id("file.deleted", file_id))
     click.echo(f"photo {file_id} deleted")
 
 

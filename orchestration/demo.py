@@ -1,8 +1,9 @@
-"""`darkroom demo`: the main job on one machine, from nothing to a gallery.
+"""`darkroom demo`: the main job on one machine, from nothing to a delivered gallery.
 
-Starts the local stack, the ingest and resize workers, uploads photos (samples made on the spot if
-none are given), prints each `file.processed` as it arrives, then shows the gallery and writes it
-as an HTML page with presigned links.
+Starts the local stack and the whole fleet (`darkroom fleet up`, every stage), creates a shoot for a
+client (who gets an invite by mail), uploads photos (samples made on the spot if none are given),
+prints every rendition and gallery update as it arrives, then shows the gallery and writes it as an
+HTML page with presigned links.
 """
 
 from __future__ import annotations
@@ -15,55 +16,60 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from orchestration.commands import open_db, publish_event
 from orchestration.devstack import DevStack, StackError
+from orchestration.gallery import GalleryPhoto, gallery_photos
 from orchestration.samples import write_samples
-from pipeline.events import FILE_PROCESSED
+from pipeline.envelope import deterministic_id
+from pipeline.events import FILE_PROCESSED, GALLERY_UPDATED, ShootCreated
+from pipeline.renditions import PipelineConfigError, load_rendition_graph
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES
+from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES
 from pipeline.watch import TopicWatcher
-from storage import StorageError, open_store
-from storage.upload import UploadResult, upload_files
+from storage import ObjectStore, StorageError, open_store
+from storage.upload import upload_files
 
-DEMO_STAGES = ("ingest", "resize")
+# Every stage of the product, one worker each; resize scales to two on lag.
+FLEET = "ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1"
+STUDIO_PIPELINE = Path("examples/pipeline.yaml")
 
 
-def _start_worker(stage: str, log_dir: Path) -> subprocess.Popen[bytes]:
+def _start_fleet(log_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / f"worker-{stage}.log").open("ab") as log:
+    with (log_dir / "fleet.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "--log-level", "INFO", "worker", stage],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            [sys.executable, "-m", "pipeline", "--log-level", "INFO", "fleet", "up", "--workers", FLEET],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
 
 
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def _stop_fleet(fleet: subprocess.Popen[bytes]) -> None:
+    if fleet.poll() is None:
+        fleet.send_signal(signal.SIGTERM)  # workers drain and commit
+    try:
+        fleet.wait(120)
+    except subprocess.TimeoutExpired:
+        fleet.kill()
 
 
-def _gallery_html(shoot: str, rows: list[tuple[str, int, int, int, str]]) -> str:
-    cards = "\n".join(
-        f'<figure><a href="{html.escape(url)}"><img src="{html.escape(url)}" loading="lazy"></a>'
-        f"<figcaption>{html.escape(fid)} · {w}×{h} · {size // 1024} KB</figcaption></figure>"
-        for fid, w, h, size, url in rows
-    )
+def _gallery_html(shoot: str, photos: list[GalleryPhoto], store: ObjectStore) -> str:
+    cards = []
+    for photo in photos:
+        links = {name: store.presign_get(key, 3600) for name, key, *_ in photo.renditions}
+        shown = links.get("thumb") or next(iter(links.values()))
+        full = links.get("proof") or links.get("web") or shown
+        cards.append(f'<figure><a href="{html.escape(full)}"><img src="{html.escape(shown)}" loading="lazy"></a>'
+                     f"<figcaption>{html.escape(photo.file_id)}</figcaption></figure>")
     return (
         f"<!doctype html><meta charset=utf-8><title>darkroom · {html.escape(shoot)}</title>"
         "<style>body{font:14px system-ui;margin:2em}main{display:grid;grid-template-columns:repeat(auto-fill,"
-        "minmax(260px,1fr));gap:1em}img{width:100%;height:200px;object-fit:cover}</style>"
-        f"<h1>Shoot {html.escape(shoot)}</h1><main>{cards}</main>"
+        "minmax(220px,1fr));gap:1em}img{width:100%;aspect-ratio:1;object-fit:cover}</style>"
+        f"<h1>Shoot {html.escape(shoot)}</h1><main>{''.join(cards)}</main>"
     )
 
 
@@ -71,12 +77,27 @@ def _gallery_html(shoot: str, rows: list[tuple[str, int, int, int, str]]) -> str
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--photos", default=8, show_default=True, help="Sample photos to generate when no PATH is given.")
 @click.option("--shoot", default=None, help="Shoot id (default: a new one).")
-@click.option("--timeout", "timeout_s", default=300.0, show_default=True, help="Seconds to wait for every rendition.")
+@click.option("--client-email", default="client@example.com", show_default=True, help="Who is invited to the gallery.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds to wait for the gallery.")
 @click.pass_obj
-def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot: str | None, timeout_s: float) -> None:
-    """Run the main job: local stack, workers, upload PATHs (or samples), watch renditions arrive, show the gallery."""
+def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot: str | None, client_email: str,
+                 timeout_s: float) -> None:
+    """Run the main job: stack, fleet, a shoot, PATHs (or samples) uploaded and processed, the gallery shown.
+
+    Renditions come from DARKROOM_PIPELINE_FILE, or examples/pipeline.yaml (web, thumb, proof) when
+    it is unset and the file exists.
+    """
     console = Console(stderr=True)
+    env = os.environ.copy()
+    if settings.pipeline_file is None and STUDIO_PIPELINE.exists():
+        env["DARKROOM_PIPELINE_FILE"] = str(STUDIO_PIPELINE.resolve())
+        settings = settings.model_copy(update={"pipeline_file": STUDIO_PIPELINE.resolve()})
+    try:
+        renditions = load_rendition_graph(settings.pipeline_file).names()
+    except PipelineConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     shoot_id = shoot or f"demo-{uuid.uuid4().hex[:8]}"
+
     stack = DevStack(settings)
     try:
         stack.up(echo=lambda msg: console.print(f"[dim]{msg}[/dim]"))
@@ -86,57 +107,65 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
 
     files = list(paths) or write_samples(stack.data_dir / "samples", photos)
     store = open_store(settings.storage)
-    watcher = TopicWatcher(settings, FILES)
-    dead = TopicWatcher(settings, DEAD_LETTER_QUEUE)
-    workers = [_start_worker(stage, stack.data_dir / "logs") for stage in DEMO_STAGES]
-    console.print(f"workers: {', '.join(DEMO_STAGES)} (logs in {stack.data_dir / 'logs'})")
+    watchers = {topic: TopicWatcher(settings, topic) for topic in (FILES, GALLERIES, DEAD_LETTER_QUEUE)}
+    fleet = _start_fleet(stack.data_dir / "logs", env)
+    console.print(f"fleet: {FLEET} (logs in {stack.data_dir / 'logs'}); renditions: {', '.join(sorted(renditions))}")
     try:
+        publish_event(settings, ShootCreated(shoot_id=shoot_id, title=f"Demo {shoot_id}", client_email=client_email),
+                      deterministic_id("shoot.created", shoot_id))
+        console.print(f"shoot [bold]{shoot_id}[/bold] created for {client_email} (the invite goes out by mail)")
         try:
-            results: list[UploadResult] = upload_files(store, files, shoot_id)
+            results = upload_files(store, files, shoot_id)
         except StorageError as exc:
             raise click.ClickException(f"upload failed: {exc}") from exc
-        uploaded = {r.file_id: r for r in results if r.ok}
+        uploaded = {r.file_id for r in results if r.ok}
         for failed in (r for r in results if not r.ok):
             console.print(f"[red]not uploaded[/red] {failed.path}: {failed.error}")
-        console.print(f"uploaded {len(uploaded)} photo(s) to shoot [bold]{shoot_id}[/bold]; waiting for renditions...")
-
-        done: dict[str, dict[str, Any]] = {}
-        failed_ids: dict[str, str] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(done) + len(failed_ids) < len(uploaded) and time.monotonic() < deadline:
-            for seen in watcher.poll(0.5):
-                fid = seen.key.decode() if seen.key else ""
-                if seen.event_type == FILE_PROCESSED and fid in uploaded and fid not in done:
-                    data = seen.envelope().data
-                    done[fid] = data
-                    console.print(
-                        f"  [green]file.processed[/green] {fid} → {data['rendition']} {data['width']}×{data['height']} "
-                        f"{int(data['bytes']) // 1024} KB  {data['key']}"
-                    )
-            for letter in dead.poll(0.0):
-                fid = letter.key.decode() if letter.key else ""
-                if fid in uploaded and fid not in failed_ids:
-                    reason = letter.headers.get("dlq.error.message", b"").decode()
-                    failed_ids[fid] = reason
-                    console.print(f"  [red]dead-lettered[/red] {fid}: {reason}")
+        console.print(f"uploaded {len(uploaded)} photo(s); waiting for every rendition and the gallery...")
+        _follow(console, watchers, uploaded, timeout_s)
     finally:
-        _stop_workers(workers)
-        watcher.close()
-        dead.close()
+        _stop_fleet(fleet)
+        for watcher in watchers.values():
+            watcher.close()
 
-    table = Table(title=f"Gallery of shoot {shoot_id}")
+    gallery = gallery_photos(open_db(settings).conn(), shoot_id)
+    table = Table(title=f"Gallery of shoot {shoot_id}: {len(gallery)} photo(s)")
     for column in ("photo", "rendition", "size", "KB", "link (valid 1 h)"):
-        table.add_column(column)
-    rows = []
-    for fid, data in sorted(done.items()):
-        url = store.presign_get(str(data["key"]), 3600)
-        rows.append((fid, int(data["width"]), int(data["height"]), int(data["bytes"]), url))
-        table.add_row(fid, str(data["rendition"]), f"{data['width']}×{data['height']}", str(int(data["bytes"]) // 1024), url)
-    Console().print(table)
+        table.add_column(column, overflow="fold")
+    for photo in gallery:
+        for name, key, width, height, size, _fmt in photo.renditions:
+            table.add_row(photo.file_id, name, f"{width}×{height}", str(size // 1024), store.presign_get(key, 3600))
+    Console(width=200).print(table)
     page = stack.data_dir / f"gallery-{shoot_id}.html"
-    page.write_text(_gallery_html(shoot_id, rows))
+    page.write_text(_gallery_html(shoot_id, gallery, store))
     console.print(f"gallery page: {page}")
-    console.print("the stack keeps running; stop it with `darkroom dev down`")
-    missing = set(uploaded) - set(done) - set(failed_ids)
-    if missing:
-        raise click.ClickException(f"{len(missing)} photo(s) got no rendition within {timeout_s:.0f}s: see the worker logs")
+    console.print("mail sent to the client: `darkroom mail list`; the stack keeps running: `darkroom dev down`")
+    if len(gallery) < len(uploaded):
+        raise click.ClickException(f"{len(uploaded) - len(gallery)} photo(s) missing from the gallery: "
+                                   f"see {stack.data_dir / 'logs'} and `darkroom dlq list`")
+
+
+def _follow(console: Console, watchers: dict[str, TopicWatcher], uploaded: set[str], timeout_s: float) -> None:
+    """Print renditions, gallery updates and dead letters of `uploaded` until each photo is in the gallery or dead."""
+    in_gallery: set[str] = set()
+    dead: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(in_gallery | dead) < len(uploaded) and time.monotonic() < deadline:
+        for seen in watchers[FILES].poll(0.3):
+            fid = seen.key.decode() if seen.key else ""
+            if seen.event_type == FILE_PROCESSED and fid in uploaded:
+                data = seen.envelope().data
+                console.print(f"  [green]file.processed[/green] {fid} {data['rendition']:>6} "
+                              f"{data['width']}×{data['height']} {data['format']} {int(data['bytes']) // 1024} KB")
+        for seen in watchers[GALLERIES].poll(0.0):
+            if seen.event_type != GALLERY_UPDATED:
+                continue
+            data = seen.envelope().data
+            if data.get("change") == "added" and data.get("fileId") in uploaded and data["fileId"] not in in_gallery:
+                in_gallery.add(data["fileId"])
+                console.print(f"  [cyan]gallery.updated[/cyan] {data['fileId']} ({len(in_gallery)}/{len(uploaded)})")
+        for letter in watchers[DEAD_LETTER_QUEUE].poll(0.0):
+            fid = letter.key.decode() if letter.key else ""
+            if fid in uploaded and fid not in dead:
+                dead.add(fid)
+                console.print(f"  [red]dead-lettered[/red] {fid}: {letter.headers.get('dlq.error.message', b'').decode()}")
