@@ -142,6 +142,12 @@ class OrchestrationStage(EventStage):
             return ErrorKind.TRANSIENT
         return default_classify(exc)
 
+    def start(self) -> None:
+        """Start the outbox relay: called by the runner when the worker starts consuming."""
+        start = getattr(self.relay, "start", None)
+        if start is not None:
+            start()
+
     def close(self) -> None:
         stop = getattr(self.relay, "stop", None)
         if stop is not None:

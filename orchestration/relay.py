@@ -142,7 +142,9 @@ class OutboxRelay:
         self._thread = threading.Thread(target=self._run, name=f"{stage.name}-relay", daemon=True)
 
     def start(self) -> OutboxRelay:
-        self._thread.start()
+        """Start the relay thread (once: a stopped relay is not restarted)."""
+        if not self._thread.is_alive() and not self._stopping.is_set():
+            self._thread.start()
         return self
 
     def wake(self) -> None:
@@ -153,8 +155,12 @@ class OutboxRelay:
         """Finish the current round plus one more (what the last events queued), then stop."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
         self.kafka.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # lets another worker of this consumer take over the relay
+            self._lock_file = None
 
     # -- the loop ---------------------------------------------------------------------------------
 

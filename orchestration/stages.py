@@ -24,7 +24,9 @@ def make_gallery(settings: Settings, db: Database, with_store: bool = True) -> G
 
 
 def _running(stage: OrchestrationStage, settings: Settings) -> OrchestrationStage:
-    stage.relay = OutboxRelay(stage, stage.db, settings).start()
+    # Attached, not started: the runner starts it (Stage.start), so merely building the stage (as
+    # `fleet up` does to learn its topics) takes no relay lock and publishes nothing.
+    stage.relay = OutboxRelay(stage, stage.db, settings)
     return stage
 
 

@@ -182,6 +182,7 @@ class StageRunner:
 
     def run(self) -> None:
         """Consume until `stop()`, then drain in-flight work (bounded), commit and close."""
+        self.stage.start()
         self._consumer.subscribe(
             list(self.stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

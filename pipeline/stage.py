@@ -51,6 +51,10 @@ class Stage(Protocol):
         """Whether a failure of `process` is worth retrying."""
         ...
 
+    def start(self) -> None:
+        """Start background work (e.g. an outbox relay); called once when the runner starts, not at build."""
+        ...
+
     def close(self) -> None:
         """Release what the stage holds (clients, pools)."""
         ...
@@ -84,6 +88,9 @@ class EventStage(ABC):
 
     def classify(self, exc: BaseException) -> ErrorKind:
         return default_classify(exc)
+
+    def start(self) -> None:
+        return None
 
     def close(self) -> None:
         return None

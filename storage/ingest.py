@@ -114,6 +114,9 @@ class IngestStage:
     def classify(self, exc: BaseException) -> ErrorKind:
         return default_classify(exc)
 
+    def start(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 

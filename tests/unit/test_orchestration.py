@@ -159,3 +159,22 @@ def test_the_notifier_mails_one_batch_per_shoot_per_interval(db: Database, setti
     [mail] = tick(time.time() + 6)
     assert mail["recipient"] == "anna@example.com" and "50 new photo(s)" in mail["subject"]
     assert len(tick(time.time() + 60)) == 1  # nothing new pending: no second mail
+
+
+def test_building_a_stage_starts_no_relay_until_the_runner_starts_it(tmp_path: Path) -> None:
+    # `fleet up` builds every stage to learn its topics: that must not take the relay's lock.
+    from orchestration.stages import build_users
+
+    settings = Settings(orchestration={"db_path": tmp_path / "o.sqlite"})  # type: ignore[arg-type]
+
+    built = build_users(settings)
+    relay = built.relay
+    assert relay is not None and not relay._thread.is_alive()
+    other = build_users(settings)
+    other.start()
+    try:
+        assert other.relay is not None and other.relay._thread.is_alive()
+    finally:
+        other.close()
+        built.close()
+    assert other.relay._lock_file is None  # released on close, so another worker can take over

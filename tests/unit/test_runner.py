@@ -59,6 +59,9 @@ class ScriptedStage:
     def classify(self, exc: BaseException) -> ErrorKind:
         return default_classify(exc)
 
+    def start(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
