@@ -48,9 +48,14 @@ def slugify(stem: str) -> str:
     return slug or "photo"
 
 
-def file_id_for(path: Path, content: bytes) -> str:
-    """File id of a photo: slug of its stem, '-', first 10 hex digits of the SHA-256 of its bytes."""
-    return f"{slugify(path.stem)}-{hashlib.sha256(content).hexdigest()[:_HASH_HEX]}"
+def file_id_for(path: Path, content: bytes, shoot_id: str) -> str:
+    """File id of a photo in a shoot: slug of its stem, '-', 10 hex digits of SHA-256(shoot id, bytes).
+
+    Files are keyed by file id across the platform, so the same photo in two shoots must get two
+    ids; the same photo uploaded twice to one shoot gets the same id (the upload is idempotent).
+    """
+    digest = hashlib.sha256(shoot_id.encode() + b"\0" + content).hexdigest()
+    return f"{slugify(path.stem)}-{digest[:_HASH_HEX]}"
 
 
 def _extension(path: Path) -> str:
@@ -85,7 +90,7 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
 
 def _upload_one(store: ObjectStore, path: Path, shoot_id: str) -> UploadResult:
     content = path.read_bytes()
-    file_id = file_id_for(path, content)
+    file_id = file_id_for(path, content, shoot_id)
     ext = _extension(path)
     key = original_key(shoot_id, file_id, ext)
     try:

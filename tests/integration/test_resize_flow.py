@@ -117,7 +117,7 @@ def test_bad_files_go_to_the_dead_letter_queue_and_later_photos_in_their_partiti
     good: list[Path] = []
     covered: set[int] = set()
     for path in candidates:
-        p = _partition_of(file_id_for(path, path.read_bytes()), partitions)
+        p = _partition_of(file_id_for(path, path.read_bytes(), shoot_id), partitions)
         if p in bad_partitions and (p not in covered or len(good) < 6):
             good.append(path)
             covered.add(p)

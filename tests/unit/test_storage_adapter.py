@@ -268,8 +268,10 @@ def test_slug_and_file_id() -> None:
     assert slugify("Été à Paris") == "ete-a-paris"
     assert slugify("___") == "photo"
     assert len(slugify("x" * 100)) == 40
-    file_id = file_id_for(Path("DSC 001.JPG"), b"abc")
-    assert file_id == "dsc-001-" + hashlib.sha256(b"abc").hexdigest()[:10]
+    file_id = file_id_for(Path("DSC 001.JPG"), b"abc", "s1")
+    assert file_id == "dsc-001-" + hashlib.sha256(b"s1\0abc").hexdigest()[:10]
+    # The same photo in another shoot is another file.
+    assert file_id_for(Path("DSC 001.JPG"), b"abc", "s2") != file_id
 
 
 def test_upload_files_is_idempotent(store: ObjectStore, tmp_path: Path) -> None:
