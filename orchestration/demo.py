@@ -21,15 +21,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.commands import open_db, publish_event
+from orchestration.commands import mail_dir, open_db, publish_event
 from orchestration.devstack import DevStack, StackError
 from orchestration.gallery import GalleryPhoto, gallery_photos
 from orchestration.samples import write_samples
 from pipeline.envelope import deterministic_id
-from pipeline.events import FILE_PROCESSED, GALLERY_UPDATED, ShootCreated
+from pipeline.events import FILE_PROCESSED, GALLERY_UPDATED, INVITE_SENT, ShootCompleted, ShootCreated
 from pipeline.renditions import PipelineConfigError, load_rendition_graph
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES
+from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES
 from pipeline.watch import TopicWatcher
 from storage import ObjectStore, StorageError, open_store
 from storage.upload import upload_files
@@ -107,11 +107,12 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
 
     files = list(paths) or write_samples(stack.data_dir / "samples", photos)
     store = open_store(settings.storage)
-    watchers = {topic: TopicWatcher(settings, topic) for topic in (FILES, GALLERIES, DEAD_LETTER_QUEUE)}
+    watchers = {topic: TopicWatcher(settings, topic) for topic in (FILES, GALLERIES, INVITES, DEAD_LETTER_QUEUE)}
     fleet = _start_fleet(stack.data_dir / "logs", env)
     console.print(f"fleet: {FLEET} (logs in {stack.data_dir / 'logs'}); renditions: {', '.join(sorted(renditions))}")
     try:
-        publish_event(settings, ShootCreated(shoot_id=shoot_id, title=f"Demo {shoot_id}", client_email=client_email),
+        title = f"Demo {shoot_id}"
+        publish_event(settings, ShootCreated(shoot_id=shoot_id, title=title, client_email=client_email),
                       deterministic_id("shoot.created", shoot_id))
         console.print(f"shoot [bold]{shoot_id}[/bold] created for {client_email} (the invite goes out by mail)")
         try:
@@ -122,7 +123,13 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         for failed in (r for r in results if not r.ok):
             console.print(f"[red]not uploaded[/red] {failed.path}: {failed.error}")
         console.print(f"uploaded {len(uploaded)} photo(s); waiting for every rendition and the gallery...")
-        _follow(console, watchers, uploaded, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        _follow(console, watchers, uploaded, deadline)
+        _await_invite(console, watchers[INVITES], shoot_id, deadline)
+        # Completing the shoot sends the client the pending gallery notification now, not at the interval.
+        publish_event(settings, ShootCompleted(shoot_id=shoot_id, photo_count=len(uploaded)),
+                      deterministic_id("shoot.completed", shoot_id))
+        _await_mail(console, mail_dir(settings), title, deadline)
     finally:
         _stop_fleet(fleet)
         for watcher in watchers.values():
@@ -130,26 +137,49 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
 
     gallery = gallery_photos(open_db(settings).conn(), shoot_id)
     table = Table(title=f"Gallery of shoot {shoot_id}: {len(gallery)} photo(s)")
-    for column in ("photo", "rendition", "size", "KB", "link (valid 1 h)"):
+    for column in ("photo", "rendition", "size", "format", "KB", "key"):
         table.add_column(column, overflow="fold")
     for photo in gallery:
-        for name, key, width, height, size, _fmt in photo.renditions:
-            table.add_row(photo.file_id, name, f"{width}×{height}", str(size // 1024), store.presign_get(key, 3600))
-    Console(width=200).print(table)
+        for name, key, width, height, size, fmt in photo.renditions:
+            table.add_row(photo.file_id, name, f"{width}×{height}", fmt, str(size // 1024), key)
+    Console(width=160).print(table)
     page = stack.data_dir / f"gallery-{shoot_id}.html"
     page.write_text(_gallery_html(shoot_id, gallery, store))
-    console.print(f"gallery page: {page}")
+    console.print(f"gallery page (presigned links, valid 1 h): {page}")
     console.print("mail sent to the client: `darkroom mail list`; the stack keeps running: `darkroom dev down`")
     if len(gallery) < len(uploaded):
         raise click.ClickException(f"{len(uploaded) - len(gallery)} photo(s) missing from the gallery: "
                                    f"see {stack.data_dir / 'logs'} and `darkroom dlq list`")
 
 
-def _follow(console: Console, watchers: dict[str, TopicWatcher], uploaded: set[str], timeout_s: float) -> None:
+def _await_invite(console: Console, invites: TopicWatcher, shoot_id: str, deadline: float) -> None:
+    """Wait for the shoot's `invite.sent` (the invite mail went out)."""
+    while time.monotonic() < deadline:
+        for seen in invites.poll(0.3):
+            data = seen.envelope().data if seen.event_type == INVITE_SENT else {}
+            if data.get("shootId") == shoot_id:
+                console.print(f"  [magenta]invite.sent[/magenta] to {data['email']} ({data['messageId']})")
+                return
+    console.print("[yellow]no invite.sent yet[/yellow]: see the users, invites and invite-sender logs")
+
+
+def _await_mail(console: Console, folder: Path, title: str, deadline: float) -> None:
+    """Wait for the gallery notification mail in the dev SMTP sink (a folder of .eml files: polled)."""
+    while time.monotonic() < deadline:
+        for path in folder.glob("*.eml") if folder.exists() else []:
+            text = path.read_text(errors="replace")
+            if title in text and "new photo" in text:
+                subject = next((line for line in text.splitlines() if line.startswith("Subject:")), "")
+                console.print(f"  [magenta]mail[/magenta] {subject}")
+                return
+        time.sleep(0.3)
+    console.print("[yellow]no gallery notification mail yet[/yellow]: see the notifier log")
+
+
+def _follow(console: Console, watchers: dict[str, TopicWatcher], uploaded: set[str], deadline: float) -> None:
     """Print renditions, gallery updates and dead letters of `uploaded` until each photo is in the gallery or dead."""
     in_gallery: set[str] = set()
     dead: set[str] = set()
-    deadline = time.monotonic() + timeout_s
     while len(in_gallery | dead) < len(uploaded) and time.monotonic() < deadline:
         for seen in watchers[FILES].poll(0.3):
             fid = seen.key.decode() if seen.key else ""
