@@ -32,11 +32,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
 
 from pipeline.dead_letter import dead_letter
@@ -151,8 +151,9 @@ class StageRunner:
     ) -> None:
         self.stage = stage
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
-        # The global provider by default: a no-op one unless the worker installed an SDK provider.
-        self._tracer = tracer if tracer is not None else trace.get_tracer("darkroom.runner")
+        # No tracer, no spans: the traceparent header still carries the trace on (new span ids, same
+        # trace id) at a fraction of the cost; the worker passes one when spans are exported.
+        self._tracer = tracer
         self._span_name = f"{stage.name} process"
         self._consumer = consumer
         self._publisher = publisher
@@ -314,9 +315,20 @@ class StageRunner:
             self._publisher.produce(message, acknowledged)
 
     def _execute(self, job: _Job) -> list[Outgoing]:
-        """Runs the stage inside a span that continues the trace of the message; returns what to publish."""
-        msg = job.message
+        """Runs the stage (inside a span, when tracing) and returns what to publish."""
         started = time.perf_counter()
+        try:
+            with self._span(job):
+                return [job.letter] if job.letter is not None else self.stage.process(job.message)
+        finally:
+            job.elapsed_s = time.perf_counter() - started
+
+    def _span(self, job: _Job) -> AbstractContextManager[object]:
+        """A span continuing the trace of the message, current on this thread so that
+        child_traceparent() puts its id in the output headers; nothing without a tracer."""
+        if self._tracer is None:
+            return nullcontext()
+        msg = job.message
         attributes = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -329,14 +341,9 @@ class StageRunner:
             "darkroom.attempt": job.attempts + 1,
         }
         name = self._span_name if job.letter is None else f"{self.stage.name} dead-letter"
-        try:
-            # Current on this thread, so child_traceparent() puts this span's id in the output headers.
-            with self._tracer.start_as_current_span(
-                name, context=context_from_headers(msg.headers), kind=SpanKind.CONSUMER, attributes=attributes
-            ):
-                return [job.letter] if job.letter is not None else self.stage.process(msg)
-        finally:
-            job.elapsed_s = time.perf_counter() - started
+        return self._tracer.start_as_current_span(
+            name, context=context_from_headers(msg.headers), kind=SpanKind.CONSUMER, attributes=attributes
+        )
 
     def _collect(self, block_s: float) -> None:
         """Apply finished jobs' results; waits up to `block_s` for the first one."""

@@ -105,10 +105,14 @@ def run_worker(
     if ensure:
         ensure_topics(admin, default_topic_specs())
     stage = factories[stage_name](settings)
-    tracing = install_tracer_provider(settings.telemetry, stage_name)
+    # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
+    # traceparent header still carries the trace from stage to stage.
+    exporting = settings.telemetry.otlp_endpoint is not None or settings.telemetry.span_file is not None
+    tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting else None
     metrics = StageMetrics(stage_name, settings.telemetry.service_name)
     runner = build_runner(
-        stage, settings, observer=metrics, tracer=tracing.get_tracer("darkroom.runner"), stats_cb=metrics.on_stats
+        stage, settings, observer=metrics, tracer=tracing.get_tracer("darkroom.runner") if tracing else None,
+        stats_cb=metrics.on_stats,
     )
     metrics.watch_in_flight(lambda: runner.stats.in_flight)
     all_checks = {
@@ -131,5 +135,6 @@ def run_worker(
     finally:
         server.close()
         metrics.shutdown()
-        tracing.shutdown()  # flushes spans still batched
+        if tracing is not None:
+            tracing.shutdown()  # flushes spans still batched
     return runner
