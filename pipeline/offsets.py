@@ -32,10 +32,14 @@ class PartitionOffsets:
             self._finished.discard(head)
             self._next = head + 1
 
-    def committable(self) -> int | None:
-        """The offset to commit now (Kafka's convention: the next offset to read), or None if nothing new."""
+    def committable(self, resend: bool = False) -> int | None:
+        """The offset to commit now (Kafka's convention: the next offset to read), or None if nothing new.
+
+        `resend` returns it even when it equals the last one committed (an asynchronous commit may
+        have failed unseen; the final commit makes sure).
+        """
         candidate = self._pending[0] if self._pending else self._next
-        if candidate is None or (self.committed is not None and candidate <= self.committed):
+        if candidate is None or (not resend and self.committed is not None and candidate <= self.committed):
             return None
         if self._next is None:
             return None  # nothing finished yet

@@ -237,7 +237,7 @@ class StageRunner:
         self._fire_retries()
         self._apply_pauses()
         if self._clock() - self._last_commit >= self._settings.commit_interval_s:
-            self._commit()
+            self._commit(asynchronous=True)
 
     def _on_message(self, msg: Any) -> None:
         err = msg.error()
@@ -444,18 +444,20 @@ class StageRunner:
             self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
         self._paused = want
 
-    def _commit(self, only: list[TP] | None = None) -> None:
+    def _commit(self, only: list[TP] | None = None, asynchronous: bool = False) -> None:
+        """Commit finished offsets. While running, asynchronously: a lost commit is covered by the next
+        one or, at revocation and shutdown, by the synchronous commit, which resends every offset."""
         self._last_commit = self._clock()
         offsets = []
         for tp in only if only is not None else list(self._partitions):
             part = self._partitions.get(tp)
-            offset = part.offsets.committable() if part else None
+            offset = part.offsets.committable(resend=not asynchronous) if part else None
             if offset is not None:
                 offsets.append(TopicPartition(tp[0], tp[1], offset))
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             # E.g. a rebalance in progress: the offsets stay pending and go with the next commit.
             log.warning("%s: commit failed, will retry: %s", self.stage.name, exc)
