@@ -57,7 +57,9 @@ def launch_worker(stage: str, port: int, log_path: Path) -> subprocess.Popen[byt
     stops the workers in order.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DARKROOM_WORKER__HTTP_PORT": str(port)}
+    # Two malloc arenas: glibc's default (8 per core) lets libvips' threads each keep freed
+    # image buffers, which took a resize worker's peak from ~240 to ~390 MiB (bench/RESULTS.md).
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "DARKROOM_WORKER__HTTP_PORT": str(port)}
     with log_path.open("ab") as logfile:
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline", "--log-level", "INFO", "worker", stage],

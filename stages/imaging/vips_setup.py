@@ -106,6 +106,8 @@ def configure_vips(concurrency: int = 1) -> None:
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    # libvips reports routine per-operation messages at INFO through pyvips: dozens per photo.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
     ensure_vips_safety()
     with _lock:
         pyvips.concurrency_set(concurrency)
