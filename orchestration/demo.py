@@ -26,7 +26,13 @@ from orchestration.devstack import DevStack, StackError
 from orchestration.gallery import GalleryPhoto, gallery_photos
 from orchestration.samples import write_samples
 from pipeline.envelope import deterministic_id
-from pipeline.events import FILE_PROCESSED, GALLERY_UPDATED, INVITE_SENT, ShootCompleted, ShootCreated
+from pipeline.events import (
+    FILE_PROCESSED,
+    GALLERY_UPDATED,
+    INVITE_SENT,
+    ShootCompleted,
+    ShootCreated,
+)
 from pipeline.renditions import PipelineConfigError, load_rendition_graph
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES

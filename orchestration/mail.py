@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import smtplib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import PermanentError, TransientError

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.ids import normalise_email
 from orchestration.mail import Mail, message_id
+from pipeline.errors import PermanentError
 from pipeline.events import (
     GALLERY_UPDATED,
     SHOOT_COMPLETED,
@@ -29,7 +30,6 @@ from pipeline.events import (
     ShootDelivered,
     ShootUpdated,
 )
-from pipeline.errors import PermanentError
 from pipeline.registry import Event
 from pipeline.topics import GALLERIES, SHOOTS
 

@@ -28,7 +28,13 @@ import time
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from orchestration.consumer import Effects
 from orchestration.db import Database

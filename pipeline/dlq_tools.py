@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import click
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from pipeline.dead_letter import DeadLetter
 from pipeline.envelope import headers_dict
@@ -287,7 +294,7 @@ def show_command(settings: Settings, letter_id: str) -> None:
     d = x.letter
     lines = [
         f"id:          {x.id}",
-        f"status:      " + (f"redriven at {format_time(x.redriven_at_ms or 0)} by {x.redriven_by}" if x.redriven else "pending"),
+        "status:      " + (f"redriven at {format_time(x.redriven_at_ms or 0)} by {x.redriven_by}" if x.redriven else "pending"),
         f"failed at:   {format_time(d.failed_at_ms or x.timestamp_ms)}",
         f"stage:       {d.stage}",
         f"source:      {d.topic} partition {d.partition} offset {d.offset}",

@@ -16,7 +16,11 @@ from pathlib import Path
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from pipeline.settings import TelemetrySettings
 
@@ -66,7 +70,9 @@ def build_tracer_provider(settings: TelemetrySettings, stage: str) -> TracerProv
     provider = TracerProvider(resource=Resource.create({"service.name": f"{settings.service_name}-{stage}"}))
     if settings.otlp_endpoint:
         # Imported only when used: it pulls in protobuf and requests.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter,
+        )
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(settings.otlp_endpoint))))
     if settings.span_file is not None:

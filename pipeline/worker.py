@@ -16,7 +16,14 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from opentelemetry.trace import Tracer
 
-from pipeline.health import KAFKA, Check, HealthChecks, HealthServer, kafka_check, stage_checks
+from pipeline.health import (
+    KAFKA,
+    Check,
+    HealthChecks,
+    HealthServer,
+    kafka_check,
+    stage_checks,
+)
 from pipeline.kafka_config import admin_config, consumer_config, producer_config
 from pipeline.metrics import CONTENT_TYPE, StageMetrics
 from pipeline.preflight import check_kafka

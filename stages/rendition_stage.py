@@ -19,10 +19,22 @@ from pydantic import BaseModel
 
 from pipeline.envelope import H_EVENT_TYPE, build_envelope, deterministic_id
 from pipeline.errors import ErrorKind, PermanentError, default_classify
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED, H_RENDITION, FileProcessed, FileUploaded
+from pipeline.events import (
+    FILE_PROCESSED,
+    FILE_UPLOADED,
+    H_RENDITION,
+    FileProcessed,
+    FileUploaded,
+)
 from pipeline.publisher import Outgoing
 from pipeline.registry import Event, EventRegistry
-from pipeline.renditions import ORIGINAL, RenditionGraph, ResizeSpec, ThumbnailSpec, WatermarkSpec
+from pipeline.renditions import (
+    ORIGINAL,
+    RenditionGraph,
+    ResizeSpec,
+    ThumbnailSpec,
+    WatermarkSpec,
+)
 from pipeline.stage import EventStage
 from pipeline.topics import FILES
 from stages.imaging import ImageRejected, Rendition

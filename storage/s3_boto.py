@@ -13,9 +13,11 @@ from botocore.exceptions import (
     BotoCoreError,
     ChecksumError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     HTTPClientError,
     IncompleteReadError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable

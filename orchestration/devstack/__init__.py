@@ -14,6 +14,11 @@ CLI: ``darkroom dev up | down | status | logs [kafka|s3] [-n N]`` (also ``python
 
 from orchestration.devstack.cli import dev_group
 from orchestration.devstack.processes import StackError
-from orchestration.devstack.stack import DevStack, ServiceStatus, UpReport, ensure_bucket
+from orchestration.devstack.stack import (
+    DevStack,
+    ServiceStatus,
+    UpReport,
+    ensure_bucket,
+)
 
 __all__ = ["DevStack", "ServiceStatus", "StackError", "UpReport", "dev_group", "ensure_bucket"]

@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestration.devstack.processes import ServiceProcess, check_port_free, spawn, stop, wait_healthy
+from orchestration.devstack.processes import (
+    ServiceProcess,
+    check_port_free,
+    spawn,
+    stop,
+    wait_healthy,
+)
 from pipeline.settings import Settings
 
 READY_TIMEOUT_S = 15.0

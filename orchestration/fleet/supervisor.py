@@ -30,7 +30,13 @@ from typing import Protocol
 
 from orchestration.fleet.lag import GroupLag, LagProbe, rate
 from orchestration.fleet.spec import StageSpec
-from orchestration.fleet.state import FleetState, StageState, WorkerState, pid_alive, write_state
+from orchestration.fleet.state import (
+    FleetState,
+    StageState,
+    WorkerState,
+    pid_alive,
+    write_state,
+)
 from pipeline.worker import group_id
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.renditions import ResizeSpec
-from stages.imaging import WHITE, ImageLimits, OutputFormat, OutputOptions, Rendition, encode, load_thumbnail
+from stages.imaging import (
+    WHITE,
+    ImageLimits,
+    OutputFormat,
+    OutputOptions,
+    Rendition,
+    encode,
+    load_thumbnail,
+)
 
 __all__ = ["Rendition", "ResizeParams", "resize"]
 

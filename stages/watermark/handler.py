@@ -9,7 +9,12 @@ from pipeline.registry import EventRegistry
 from pipeline.renditions import RenditionGraph, WatermarkSpec
 from stages.imaging import ImageLimits
 from stages.rendition_stage import RenditionMaker, RenditionStage, specs_of
-from stages.watermark.transform import PreparedWatermark, WatermarkConfigError, prepare_watermark, watermark
+from stages.watermark.transform import (
+    PreparedWatermark,
+    WatermarkConfigError,
+    prepare_watermark,
+    watermark,
+)
 from storage import ObjectStore, StorageError
 
 STAGE = "watermark"

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 import pyvips
 
 from pipeline.renditions import WatermarkSpec
-from stages.imaging import ImageLimits, ImageRejected, OutputOptions, Rendition, encode, load_image, vips_errors
+from stages.imaging import (
+    ImageLimits,
+    ImageRejected,
+    OutputOptions,
+    Rendition,
+    encode,
+    load_image,
+    vips_errors,
+)
 from stages.imaging.vips_setup import ensure_vips_safety
 
 # Text is rendered once, this wide, so scaling it to any photo is a reduction (sharp), not an enlargement.

@@ -25,7 +25,12 @@ from pipeline.tracing import trace_id_of
 from storage import ObjectStore
 from storage.upload import upload_files
 from tests.integration.conftest import WorkerProcess, make_photos
-from tests.integration.helpers import await_processed, dead_letters, events_of, uploaded_events
+from tests.integration.helpers import (
+    await_processed,
+    dead_letters,
+    events_of,
+    uploaded_events,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pyvips
 import pytest
+import pyvips
 
-from pipeline.events import FILE_PROCESSED
+from pipeline.events import FILE_PROCESSED, H_RENDITION
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.watch import Seen
-from pipeline.events import H_RENDITION
 from storage import ObjectStore, rendition_key
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos
-from tests.integration.helpers import dead_letters, events_of, expected_size, group_caught_up, uploaded_events
+from tests.integration.helpers import (
+    dead_letters,
+    events_of,
+    expected_size,
+    group_caught_up,
+    uploaded_events,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pyvips
 import pytest
+import pyvips
 
 from orchestration.devstack import DevStack
 from pipeline.envelope import Envelope

@@ -14,7 +14,15 @@ from bench.machine import describe_machine
 from bench.offline import OfflineResult
 from bench.pillow_set import make_logo, pillow_set
 from bench.profile import summarise_collapsed
-from bench.report import ConfigResult, ConfigSummary, Report, Round, Target, to_markdown, write_report
+from bench.report import (
+    ConfigResult,
+    ConfigSummary,
+    Report,
+    Round,
+    Target,
+    to_markdown,
+    write_report,
+)
 from bench.stats import median, percentile, ratio
 
 RENDITIONS = {"web", "thumb", "proof"}

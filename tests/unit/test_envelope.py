@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.envelope import Envelope, build_envelope, deterministic_id, envelope_headers, headers_dict
+from pipeline.envelope import (
+    Envelope,
+    build_envelope,
+    deterministic_id,
+    envelope_headers,
+    headers_dict,
+)
 from pipeline.errors import InvalidEvent
 from pipeline.events import FILE_UPLOADED, FileUploaded, default_registry
 from pipeline.tracing import trace_id_of

@@ -13,8 +13,8 @@ import sys
 import zlib
 from collections.abc import Callable
 
-import pyvips
 import pytest
+import pyvips
 
 from pipeline.renditions import ThumbnailSpec, WatermarkSpec
 from stages.imaging import ImageLimits, ImageRejected, Rendition, configure_vips

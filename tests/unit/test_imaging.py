@@ -7,8 +7,8 @@ import struct
 import tracemalloc
 import zlib
 
-import pyvips
 import pytest
+import pyvips
 
 from stages.imaging import (
     ImageHeader,

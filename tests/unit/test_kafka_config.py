@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka_config import KafkaConfigError, admin_config, consumer_config, producer_config, redacted
+from pipeline.kafka_config import (
+    KafkaConfigError,
+    admin_config,
+    consumer_config,
+    producer_config,
+    redacted,
+)
 from pipeline.settings import Settings
 
 PASSWORD = "hunter2-very-secret"

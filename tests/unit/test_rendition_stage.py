@@ -7,24 +7,41 @@ from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pyvips
 import pytest
+import pyvips
 
-from pipeline.envelope import Envelope, build_envelope, deterministic_id, envelope_headers, headers_dict
+from pipeline.envelope import (
+    Envelope,
+    build_envelope,
+    deterministic_id,
+    envelope_headers,
+    headers_dict,
+)
 from pipeline.errors import ErrorKind, PermanentError
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED, FileUploaded, default_registry
+from pipeline.events import (
+    FILE_PROCESSED,
+    FILE_UPLOADED,
+    H_RENDITION,
+    FileUploaded,
+    default_registry,
+)
 from pipeline.publisher import Outgoing
 from pipeline.renditions import load_rendition_graph, parse_rendition_graph
 from pipeline.settings import Settings
 from pipeline.stage import Received
 from pipeline.topics import FILES
 from stages.imaging import ImageLimits, ImageRejected
-from pipeline.events import H_RENDITION
 from stages.rendition_stage import RenditionStage
 from stages.resize import ResizeStage
 from stages.thumbnail import ThumbnailStage
 from stages.watermark import WatermarkStage
-from storage import ObjectInfo, ObjectNotFound, StorageUnavailable, original_key, rendition_key
+from storage import (
+    ObjectInfo,
+    ObjectNotFound,
+    StorageUnavailable,
+    original_key,
+    rendition_key,
+)
 
 LIMITS = ImageLimits()
 SHOOT, FILE = "shoot-1", "photo-1"

@@ -2,7 +2,11 @@
 
 import pytest
 
-from pipeline.renditions import PipelineConfigError, load_rendition_graph, parse_rendition_graph
+from pipeline.renditions import (
+    PipelineConfigError,
+    load_rendition_graph,
+    parse_rendition_graph,
+)
 
 STUDIO = """
 renditions:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-import pyvips
 import pytest
+import pyvips
 
 from stages.imaging import ImageLimits, ImageRejected, probe
 from stages.resize.transform import Rendition, ResizeParams, resize

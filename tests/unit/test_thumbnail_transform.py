@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pyvips
 import pytest
+import pyvips
 
 from pipeline.renditions import ThumbnailSpec
 from stages.imaging import ImageLimits, OutputOptions, encode, read_copyright

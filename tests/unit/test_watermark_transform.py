@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyvips
 import pytest
+import pyvips
 
 from pipeline.renditions import WatermarkSpec, parse_rendition_graph
 from stages.imaging import ImageLimits
-from stages.watermark import PreparedWatermark, WatermarkConfigError, prepare_watermark, read_logo, watermark
+from stages.watermark import (
+    PreparedWatermark,
+    WatermarkConfigError,
+    prepare_watermark,
+    read_logo,
+    watermark,
+)
 from stages.watermark.handler import prepare_all
 
 LIMITS = ImageLimits()
