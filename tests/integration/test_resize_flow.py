@@ -149,11 +149,12 @@ def test_sigterm_finishes_in_flight_photos_and_commits_them(
 ) -> None:
     files = watch(FILES)
     start_worker("ingest")
-    photos = make_photos(photo_dir / "term", 16, seed=5, sizes=[(4000, 3000)])
+    photos = make_photos(photo_dir / "term", 30, seed=5, sizes=[(3000, 2000)])
     ids = {r.file_id for r in upload_files(store, photos, shoot_id)}
     files.until(lambda seen: len(events_of(seen, FILE_UPLOADED, ids)) == len(ids), 60)
 
-    worker = start_worker("resize", DARKROOM_WORKER__MAX_IN_FLIGHT="8")
+    # A small window and one thread: at the SIGTERM most photos are still unread, a few in flight.
+    worker = start_worker("resize", DARKROOM_WORKER__MAX_IN_FLIGHT="4", DARKROOM_WORKER__THREADS="1")
     files.until(lambda seen: len(events_of(seen, FILE_PROCESSED, ids)) >= 2, 120)
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
