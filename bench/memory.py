@@ -27,8 +27,3 @@ def peak_rss_mib(pid: int | str = "self") -> float | None:
     kib = _field_kib(pid, "VmHWM")
     return None if kib is None else kib / 1024
 
-
-def rss_mib(pid: int | str = "self") -> float | None:
-    """Current RSS (VmRSS) of `pid` in MiB; None if the process is gone."""
-    kib = _field_kib(pid, "VmRSS")
-    return None if kib is None else kib / 1024

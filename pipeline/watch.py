@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
@@ -67,12 +67,6 @@ class TopicWatcher:
                 raise TimeoutError(f"{self.topic}: condition not met after {timeout_s:.0f}s; saw {len(self.seen)} messages")
             self.poll(min(0.5, max(0.01, deadline - time.monotonic())))
         return self.seen
-
-    def stream(self, timeout_s: float) -> Iterator[Seen]:
-        """Yield messages as they arrive, for up to `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            yield from self.poll(0.5)
 
     def close(self) -> None:
         """Leave the topic."""
