@@ -13,15 +13,19 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from bench.memory import peak_rss_mib
 from orchestration.fleet.spec import StageSpec, parse_workers
-from orchestration.fleet.state import FleetState, pid_alive, read_state, state_path
+from orchestration.fleet.state import (
+    FleetState,
+    pid_alive,
+    read_state,
+    state_path,
+    worker_ready,
+)
 from pipeline.settings import Settings
 
 
@@ -68,13 +72,6 @@ def fleet_env(settings: Settings, data_dir: Path, pipeline_file: Path) -> dict[s
     }
 
 
-def _ready(host: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/health/ready", timeout=1.0) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
 
 class BenchFleet:
     """One `fleet up` process with fixed worker counts, for the duration of a configuration's runs."""
@@ -114,7 +111,7 @@ class BenchFleet:
         while True:
             self._check_alive("waiting for ready workers")
             running = self.workers()
-            if len(running) == want and all(port and _ready(self._host, port) for _, _, port, _ in running):
+            if len(running) == want and all(port and worker_ready(self._host, port) for _, _, port, _ in running):
                 return
             if time.monotonic() > deadline:
                 raise FleetError(f"{len(running)}/{want} workers running, not all ready after {timeout_s:.0f}s; "

@@ -7,8 +7,6 @@ import json
 import logging
 import signal
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,7 +18,14 @@ from rich.table import Table
 from orchestration.fleet.dead_letters import count_dead_letters
 from orchestration.fleet.lag import LagProbe, consumer_factory
 from orchestration.fleet.spec import parse_workers
-from orchestration.fleet.state import FleetState, age, pid_alive, read_state, state_path
+from orchestration.fleet.state import (
+    FleetState,
+    age,
+    pid_alive,
+    read_state,
+    state_path,
+    worker_ready,
+)
 from orchestration.fleet.supervisor import (
     LagMonitor,
     RestartPolicy,
@@ -164,7 +169,7 @@ def build_status(settings: Settings, state: FleetState, count_dlq: bool = True) 
             workers.append({
                 "slot": w.slot, "pid": w.pid, "port": w.port, "state": w.state if alive or w.pid is None else "gone",
                 "uptime": age(w.started_at) if alive else "-", "restarts": w.restarts,
-                "ready": _ready(settings.worker.http_host, w.port) if alive and w.port else None, "log": w.log,
+                "ready": worker_ready(settings.worker.http_host, w.port) if alive and w.port else None, "log": w.log,
             })
         stages[name] = {
             "min": stage.minimum, "max": stage.maximum, "workers": workers,
@@ -181,13 +186,6 @@ def build_status(settings: Settings, state: FleetState, count_dlq: bool = True) 
         "stages": stages, "dlq_error": dlq_error, "history": state.history[-10:],
     }
 
-
-def _ready(host: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/health/ready", timeout=1.0) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _print_status(report: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -93,3 +95,12 @@ def age(ts: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def worker_ready(host: str, port: int) -> bool:
+    """True if the worker on `port` answers 200 on /health/ready (assigned, not draining, checks pass)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health/ready", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
