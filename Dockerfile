@@ -17,6 +17,7 @@ COPY pipeline ./pipeline
 COPY storage ./storage
 COPY stages ./stages
 COPY orchestration ./orchestration
+COPY operations ./operations
 COPY bench ./bench
 RUN /opt/darkroom/bin/pip install --no-cache-dir .
 

@@ -20,7 +20,7 @@ from bench.e2e import Progress as ProgressFn
 from bench.fleet import FleetError, fixed_specs
 from bench.harness import DEFAULT_WORKERS, Bench, BenchConfig
 from bench.report import to_markdown, write_report
-from orchestration.devstack import StackError
+from operations.devstack import StackError
 from pipeline.settings import Settings
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from orchestration.samples import sample_jpeg
+from operations.samples import sample_jpeg
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,15 @@ from datetime import UTC, datetime
 
 import pyvips
 
-from orchestration.samples import sample_jpeg
-from pipeline.renditions import ThumbnailSpec, WatermarkSpec
+from operations.samples import sample_jpeg
+from pipeline.contracts.renditions import ResizeSpec, ThumbnailSpec, WatermarkSpec
 from stages.imaging import ImageLimits, Rendition, configure_vips
-from stages.resize import ResizeParams, resize
+from stages.resize import resize
 from stages.thumbnail import thumbnail
 from stages.watermark import prepare_watermark, watermark
 
 LIMITS = ImageLimits()
-WEB = ResizeParams(long_edge=2048, quality=85)
+WEB = ResizeSpec(stage="resize", long_edge=2048, quality=85)
 THUMB = ThumbnailSpec(stage="thumbnail", width=400, height=400, fit="cover", crop="attention", format="webp")
 
 

@@ -27,11 +27,11 @@ from confluent_kafka import Consumer, TopicPartition
 from pydantic import BaseModel, Field
 
 from bench.stats import median, percentile
+from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED, GALLERY_UPDATED
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES
 from pipeline.envelope import H_EVENT_TYPE
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED, GALLERY_UPDATED
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES
 from storage import ObjectStore
 from storage.upload import upload_files
 

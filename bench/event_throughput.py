@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import BaseModel
 
+from pipeline.contracts.events import FILE_UPLOADED, FileUploaded, default_registry
 from pipeline.envelope import build_envelope, deterministic_id
-from pipeline.events import FILE_UPLOADED, FileUploaded, default_registry
 from pipeline.kafka_config import admin_config, consumer_config, producer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.registry import Event

@@ -18,8 +18,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bench.memory import peak_rss_mib
-from orchestration.fleet.spec import StageSpec, parse_workers
-from orchestration.fleet.state import (
+from operations.fleet.spec import StageSpec, parse_workers
+from operations.fleet.state import (
     FleetState,
     pid_alive,
     read_state,

@@ -47,11 +47,11 @@ from bench.report import (
     Target,
 )
 from bench.stats import median
-from orchestration.devstack import DevStack
+from operations.devstack import DevStack
+from pipeline.contracts.renditions import load_rendition_graph
+from pipeline.contracts.topics import FILES, STORAGE_EVENTS
 from pipeline.kafka_config import admin_config
-from pipeline.renditions import load_rendition_graph
 from pipeline.settings import Settings
-from pipeline.topics import FILES, STORAGE_EVENTS
 from storage import ObjectStore, open_store
 from storage.upload import expand_paths
 

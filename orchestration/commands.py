@@ -18,9 +18,7 @@ from orchestration.db import Database, db_path
 from orchestration.gallery import gallery_photos
 from orchestration.ids import event_id
 from orchestration.rebuild import TABLES, rebuild
-from pipeline.envelope import deterministic_id
-from pipeline.errors import PermanentError, TransientError
-from pipeline.events import (
+from pipeline.contracts.events import (
     FileDeleted,
     InviteAccepted,
     ShootCompleted,
@@ -28,6 +26,8 @@ from pipeline.events import (
     ShootDelivered,
     event_message,
 )
+from pipeline.envelope import deterministic_id
+from pipeline.errors import PermanentError, TransientError
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings

@@ -26,9 +26,9 @@ from pydantic import BaseModel
 from orchestration.db import Database
 from orchestration.faults import maybe_crash
 from orchestration.mail import Mail
+from pipeline.contracts.events import event_message
 from pipeline.envelope import Envelope
 from pipeline.errors import ErrorKind, default_classify
-from pipeline.events import event_message
 from pipeline.publisher import Outgoing
 from pipeline.registry import Event, EventRegistry
 from pipeline.settings import Settings

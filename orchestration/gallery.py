@@ -2,7 +2,7 @@
 
 Reads `files`: file.uploaded (a photo is pending), file.processed (one rendition exists),
 file.deleted (the photo and its renditions go). When every rendition the pipeline declares
-(`pipeline.renditions`) exists for a photo, it becomes `complete` and exactly one gallery.updated
+(`pipeline.contracts.renditions`) exists for a photo, it becomes `complete` and exactly one gallery.updated
 (change=added) is published on `galleries`, keyed by shoot id. Exactly one, because the status
 change and the outbox row are one transaction with the idempotency key, and the event id is a
 function of the file id.
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.db import Database
 from orchestration.ids import event_id
-from pipeline.events import (
+from pipeline.contracts.events import (
     FILE_DELETED,
     FILE_PROCESSED,
     FILE_UPLOADED,
@@ -31,9 +31,9 @@ from pipeline.events import (
     GalleryRendition,
     GalleryUpdated,
 )
+from pipeline.contracts.topics import FILES
 from pipeline.registry import Event, EventRegistry
 from pipeline.settings import Settings
-from pipeline.topics import FILES
 from storage import ObjectStore
 
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.ids import event_id
 from orchestration.mail import Mail, message_id
-from pipeline.events import INVITE_CREATED, InviteCreated, InviteSent
+from pipeline.contracts.events import INVITE_CREATED, InviteCreated, InviteSent
+from pipeline.contracts.topics import INVITES
 from pipeline.registry import Event
-from pipeline.topics import INVITES
 
 
 class InviteSenderStage(OrchestrationStage):

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.ids import event_id, invite_id_for, normalise_email, user_id_for
-from pipeline.events import (
+from pipeline.contracts.events import (
     INVITE_ACCEPTED,
     INVITE_SENT,
     SHOOT_CREATED,
@@ -26,8 +26,8 @@ from pipeline.events import (
     ShootCreated,
     UserVerified,
 )
+from pipeline.contracts.topics import INVITES, SHOOTS, USERS
 from pipeline.registry import Event
-from pipeline.topics import INVITES, SHOOTS, USERS
 
 
 class InvitesStage(OrchestrationStage):

@@ -17,8 +17,7 @@ from pydantic import BaseModel
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.ids import normalise_email
 from orchestration.mail import Mail, message_id
-from pipeline.errors import PermanentError
-from pipeline.events import (
+from pipeline.contracts.events import (
     GALLERY_UPDATED,
     SHOOT_COMPLETED,
     SHOOT_CREATED,
@@ -30,8 +29,9 @@ from pipeline.events import (
     ShootDelivered,
     ShootUpdated,
 )
+from pipeline.contracts.topics import GALLERIES, SHOOTS
+from pipeline.errors import PermanentError
 from pipeline.registry import Event
-from pipeline.topics import GALLERIES, SHOOTS
 
 
 class NotifierStage(OrchestrationStage):

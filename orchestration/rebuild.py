@@ -18,8 +18,8 @@ from orchestration.consumer import OrchestrationStage
 from orchestration.db import Database, db_path
 from orchestration.invites import InvitesStage
 from orchestration.users import UsersStage
+from pipeline.contracts.events import default_registry
 from pipeline.errors import InvalidEvent
-from pipeline.events import default_registry
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
 
@@ -35,7 +35,7 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 def _stage(name: str, settings: Settings, db: Database) -> OrchestrationStage:
     if name == "gallery":
-        from orchestration.stages import make_gallery
+        from orchestration.workers import make_gallery
 
         return make_gallery(settings, db, with_store=False)
     if name == "users":

@@ -40,11 +40,11 @@ from orchestration.consumer import Effects
 from orchestration.db import Database
 from orchestration.faults import maybe_crash
 from orchestration.mail import Mail, MailRejected, send
+from pipeline.contracts.topics import SHOOTS
 from pipeline.errors import TransientError
 from pipeline.kafka_config import consumer_config, producer_config
 from pipeline.retry import Backoff
 from pipeline.settings import Settings
-from pipeline.topics import SHOOTS
 
 if TYPE_CHECKING:
     from orchestration.consumer import OrchestrationStage

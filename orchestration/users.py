@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from orchestration.consumer import Effects, OrchestrationStage
 from orchestration.ids import event_id, normalise_email, user_id_for
-from pipeline.events import (
+from pipeline.contracts.events import (
     SHOOT_CREATED,
     SHOOT_UPDATED,
     USER_CREATED,
@@ -27,8 +27,8 @@ from pipeline.events import (
     UserUpdated,
     UserVerified,
 )
+from pipeline.contracts.topics import SHOOTS, USERS
 from pipeline.registry import Event
-from pipeline.topics import SHOOTS, USERS
 
 
 class UsersStage(OrchestrationStage):

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline.kafka_config import admin_config
 from pipeline.settings import Settings
-from pipeline.topics import default_topic_specs, ensure_topics
+from pipeline.topics import ensure_topics, installed_topic_specs
 from pipeline.worker import run_worker, stage_factories
 
 COMMAND_ENTRY_POINTS = "darkroom.commands"
@@ -82,7 +82,7 @@ def topics() -> None:
 def topics_ensure(settings: Settings, partitions: int) -> None:
     """Create missing topics, grow partitions, apply retention and cleanup policy. Idempotent."""
     try:
-        report = ensure_topics(AdminClient(admin_config(settings)), default_topic_specs(partitions))
+        report = ensure_topics(AdminClient(admin_config(settings)), installed_topic_specs(partitions))
     except KafkaException as exc:
         raise click.ClickException(
             f"Kafka at {settings.kafka.bootstrap_servers} failed: {exc}. Is it running? (`darkroom dev up`)"

@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
-    # The rendition graph (YAML, see pipeline/renditions.py); unset = the built-in `web` rendition only.
+    # The rendition graph (YAML, see pipeline/contracts/renditions.py); unset = the built-in `web` rendition only.
     pipeline_file: Path | None = None
     # Name written in the `producer` field of every event this process publishes.
     producer_name: str = "darkroom"

@@ -1,9 +1,10 @@
-"""Topic specs (ADR-009) and their idempotent application to the broker."""
+"""Topic specs and their idempotent application to the broker (the framework side; no topic of the platform)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -17,15 +18,10 @@ from confluent_kafka.admin import (
 
 log = logging.getLogger(__name__)
 
-SHOOTS = "shoots"
-USERS = "users"
-INVITES = "invites"
-FILES = "files"
-GALLERIES = "galleries"
-STORAGE_EVENTS = "storage.events"
+# The framework's own topic: dead letters of every stage. The platform's topics are contracts
+# (pipeline/contracts/topics.py), plugged in through the `darkroom.topics` entry point.
 DEAD_LETTER_QUEUE = "dead-letter-queue"
-
-_FOREVER = "-1"
+TOPIC_ENTRY_POINTS = "darkroom.topics"
 
 
 @dataclass(frozen=True)
@@ -38,21 +34,13 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def default_topic_specs(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
-    """The topics of ADR-009. Business topics keep events forever (audit, replay, event sourcing)."""
-    keep = {"retention.ms": _FOREVER, "cleanup.policy": "delete"}
-    week = {"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
-    return [
-        TopicSpec(SHOOTS, partitions, replication_factor, keep),
-        TopicSpec(USERS, partitions, replication_factor, keep),
-        TopicSpec(INVITES, partitions, replication_factor, keep),
-        TopicSpec(FILES, partitions, replication_factor, keep),
-        TopicSpec(GALLERIES, partitions, replication_factor, keep),
-        # Raw object-store notifications are re-derivable (the reconciler lists the bucket), so a week is enough.
-        TopicSpec(STORAGE_EVENTS, partitions, replication_factor, week),
-        # Dead letters wait for a human: keep them until redriven or purged by hand.
-        TopicSpec(DEAD_LETTER_QUEUE, max(1, partitions // 2), replication_factor, keep),
-    ]
+def installed_topic_specs(partitions: int = 6) -> list[TopicSpec]:
+    """Every topic the installed packages declare (`darkroom.topics` entry points), by name."""
+    specs: dict[str, TopicSpec] = {}
+    for ep in entry_points(group=TOPIC_ENTRY_POINTS):
+        for spec in ep.load()(partitions):
+            specs[spec.name] = spec
+    return list(specs.values())
 
 
 @dataclass(frozen=True)

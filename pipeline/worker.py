@@ -32,7 +32,7 @@ from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import Stage
 from pipeline.telemetry import install_tracer_provider
-from pipeline.topics import default_topic_specs, ensure_topics
+from pipeline.topics import ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def run_worker(
     check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
     admin = AdminClient(admin_config(settings))
     if ensure:
-        ensure_topics(admin, default_topic_specs())
+        ensure_topics(admin, installed_topic_specs())
     stage = factories[stage_name](settings)
     # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
     # traceparent header still carries the trace from stage to stage.

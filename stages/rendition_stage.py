@@ -2,7 +2,7 @@
 
 A rendition stage consumes `files`. For `file.uploaded` it makes every rendition of its stage whose
 source is `original`; for `file.processed{rendition=R}` every rendition of its stage whose source is
-R (see pipeline/renditions.py). So the original is decoded once, for the largest rendition, and
+R (see pipeline/contracts/renditions.py). So the original is decoded once, for the largest rendition, and
 smaller ones derive from it. Per event the source object is read from storage once, every
 rendition is transformed (pure functions, bytes in, bytes out), then written at its deterministic
 key and announced by one `file.processed` with a deterministic event id: a redelivery overwrites
@@ -13,30 +13,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TypeVar
 
 from pydantic import BaseModel
 
-from pipeline.envelope import H_EVENT_TYPE, build_envelope, deterministic_id
-from pipeline.errors import ErrorKind, PermanentError, default_classify
-from pipeline.events import (
+from pipeline.contracts.events import (
     FILE_PROCESSED,
     FILE_UPLOADED,
     H_RENDITION,
     FileProcessed,
     FileUploaded,
 )
-from pipeline.publisher import Outgoing
-from pipeline.registry import Event, EventRegistry
-from pipeline.renditions import (
+from pipeline.contracts.renditions import (
     ORIGINAL,
     RenditionGraph,
-    ResizeSpec,
-    ThumbnailSpec,
-    WatermarkSpec,
 )
+from pipeline.contracts.topics import FILES
+from pipeline.envelope import H_EVENT_TYPE, build_envelope, deterministic_id
+from pipeline.errors import ErrorKind, PermanentError, default_classify
+from pipeline.publisher import Outgoing
+from pipeline.registry import Event, EventRegistry
 from pipeline.stage import EventStage
-from pipeline.topics import FILES
 from stages.imaging import ImageRejected, Rendition
 from storage import ObjectNotFound, ObjectStore, StorageUnavailable, rendition_key
 
@@ -45,20 +41,8 @@ log = logging.getLogger(__name__)
 # A rendition's transform with its parameters bound: source bytes in, encoded rendition out.
 RenditionMaker = Callable[[bytes], Rendition]
 
-S = TypeVar("S", ResizeSpec, ThumbnailSpec, WatermarkSpec)
-
 _UPLOADED = FILE_UPLOADED.encode()
 _PROCESSED = FILE_PROCESSED.encode()
-
-
-def specs_of(graph: RenditionGraph, stage: str, kind: type[S]) -> dict[str, S]:
-    """The renditions `stage` makes, typed as `kind` (the graph's discriminator guarantees it)."""
-    out: dict[str, S] = {}
-    for name, spec in graph.for_stage(stage).items():
-        if not isinstance(spec, kind):
-            raise TypeError(f"rendition {name!r} of stage {stage!r} is a {type(spec).__name__}, not a {kind.__name__}")
-        out[name] = spec
-    return out
 
 
 class RenditionStage(EventStage):

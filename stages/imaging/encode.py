@@ -11,7 +11,7 @@ import pyvips
 from stages.imaging.errors import vips_errors
 
 if TYPE_CHECKING:
-    from pipeline.renditions import ResizeSpec, ThumbnailSpec, WatermarkSpec
+    from pipeline.contracts.renditions import ResizeSpec, ThumbnailSpec, WatermarkSpec
 
 OutputFormat = Literal["jpeg", "webp", "avif", "png"]
 

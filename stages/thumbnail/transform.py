@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.renditions import ThumbnailSpec
+from pipeline.contracts.renditions import ThumbnailSpec
 from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail
 from stages.imaging.safe_load import Crop, SizeMode
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pyvips
 
-from pipeline.renditions import WatermarkSpec
+from pipeline.contracts.renditions import WatermarkSpec
 from stages.imaging import (
     ImageLimits,
     ImageRejected,

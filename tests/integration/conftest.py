@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.devstack import DevStack
-from orchestration.samples import sample_jpeg
+from operations.devstack import DevStack
+from operations.samples import sample_jpeg
 from pipeline.settings import Settings
 from pipeline.watch import TopicWatcher
 from storage import ObjectStore, open_store

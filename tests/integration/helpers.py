@@ -6,8 +6,8 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.dead_letter import DeadLetter
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
 from pipeline.watch import Seen, TopicWatcher

@@ -10,7 +10,7 @@ import pytest
 
 from bench.harness import Bench, BenchConfig
 from bench.report import Report, write_report
-from orchestration.devstack import DevStack
+from operations.devstack import DevStack
 from pipeline.settings import Settings
 from tests.integration.conftest import REPO, make_photos
 

@@ -17,11 +17,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from orchestration.db import Database
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES, SHOOTS, USERS
 from pipeline.envelope import Envelope
 from pipeline.kafka_config import consumer_config, producer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES, SHOOTS, USERS
 from pipeline.watch import Seen
 from tests.integration.helpers import dead_letters
 

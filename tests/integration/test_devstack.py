@@ -19,9 +19,9 @@ import pytest
 from botocore.config import Config
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from orchestration.devstack import DevStack
+from operations.devstack import DevStack
+from pipeline.contracts.topics import STORAGE_EVENTS
 from pipeline.settings import DevStackSettings, KafkaSettings, Settings, StorageSettings
-from pipeline.topics import STORAGE_EVENTS
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.devstack import DevStack
-from orchestration.fleet.state import FleetState, pid_alive, read_state, state_path
-from pipeline.topics import FILES
+from operations.devstack import DevStack
+from operations.fleet.state import FleetState, pid_alive, read_state, state_path
+from pipeline.contracts.topics import FILES
 from storage import ObjectStore
 from storage.upload import upload_files
 from tests.integration.conftest import REPO, make_photos

@@ -9,8 +9,8 @@ import pytest
 
 from orchestration.db import Database
 from orchestration.gallery import gallery_snapshot
+from pipeline.contracts.topics import FILES, GALLERIES
 from pipeline.settings import Settings
-from pipeline.topics import FILES, GALLERIES
 from storage import ObjectStore
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos

@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
+from pipeline.contracts.events import FILE_UPLOADED
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, STORAGE_EVENTS
 from pipeline.dead_letter import DeadLetter
-from pipeline.events import FILE_UPLOADED
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES, STORAGE_EVENTS
+from stages.ingest.reconciler import reconcile
 from storage import ObjectStore, open_store
-from storage.reconciler import reconcile
 from tests.integration.helpers import events_of
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.devstack import DevStack
-from pipeline.events import FILE_PROCESSED
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES
+from operations.devstack import DevStack
+from pipeline.contracts.events import FILE_PROCESSED
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.tracing import trace_id_of
 from storage import ObjectStore
 from storage.upload import upload_files

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from pipeline.events import FILE_PROCESSED, H_RENDITION
+from pipeline.contracts.events import FILE_PROCESSED, H_RENDITION
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.watch import Seen
 from storage import ObjectStore, rendition_key
 from storage.upload import upload_files

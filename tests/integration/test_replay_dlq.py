@@ -12,18 +12,18 @@ import pytest
 from click.testing import CliRunner, Result
 from confluent_kafka.admin import AdminClient
 
-from orchestration.samples import sample_jpeg
+from operations.samples import sample_jpeg
 from pipeline.cli import main
+from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.dlq_tools import H_REDRIVE_FROM, is_marker
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.kafka_config import admin_config, producer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.replay import live_members
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.watch import Seen
+from stages.ingest.stage import uploaded_event
 from storage import ObjectStore
-from storage.ingest import uploaded_event
 from storage.keys import original_key
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos

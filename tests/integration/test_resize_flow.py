@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from orchestration.devstack import DevStack
+from operations.devstack import DevStack
+from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.envelope import Envelope
-from pipeline.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES
 from storage import ObjectStore, rendition_key
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos

@@ -21,18 +21,19 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from orchestration.devstack.kafka_broker import KafkaBroker
-from orchestration.samples import sample_jpeg
+from operations.devstack.kafka_broker import KafkaBroker
+from operations.samples import sample_jpeg
+from pipeline.contracts.events import FILE_PROCESSED
+from pipeline.contracts.topics import FILES, default_topic_specs
 from pipeline.envelope import Envelope
-from pipeline.events import FILE_PROCESSED
 from pipeline.kafka_config import producer_config
 from pipeline.preflight import PreflightError, check_kafka
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import DevStackSettings, Settings
-from pipeline.topics import FILES, default_topic_specs, ensure_topics
+from pipeline.topics import ensure_topics
 from pipeline.watch import TopicWatcher
+from stages.ingest.stage import uploaded_event
 from storage import ObjectStore
-from storage.ingest import uploaded_event
 from storage.keys import original_key
 from tests.integration.conftest import REPO
 from tests.integration.helpers import events_of

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from pipeline.asyncapi import DEFAULT_PATH, breaking_changes, generate, load, render
+from pipeline.contracts.asyncapi import DEFAULT_PATH, breaking_changes, generate, load, render
+from pipeline.contracts.events import CATALOGUE, SHOOT_DELIVERED, CatalogueEntry
 from pipeline.envelope import CamelModel
-from pipeline.events import CATALOGUE, SHOOT_DELIVERED, CatalogueEntry
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATOR = REPO / "tools" / "asyncapi-validate"

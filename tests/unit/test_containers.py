@@ -24,8 +24,8 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.contracts.topics import default_topic_specs
 from pipeline.settings import Settings
-from pipeline.topics import default_topic_specs
 from pipeline.worker import group_id, stage_factories
 
 REPO = Path(__file__).resolve().parents[2]

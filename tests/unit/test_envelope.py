@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.contracts.events import FILE_UPLOADED, FileUploaded, default_registry
 from pipeline.envelope import (
     Envelope,
     build_envelope,
@@ -15,7 +16,6 @@ from pipeline.envelope import (
     headers_dict,
 )
 from pipeline.errors import InvalidEvent
-from pipeline.events import FILE_UPLOADED, FileUploaded, default_registry
 from pipeline.tracing import trace_id_of
 
 

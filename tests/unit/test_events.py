@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 
-from pipeline.envelope import headers_dict
-from pipeline.errors import InvalidEvent
-from pipeline.events import (
+from pipeline.contracts.events import (
     CATALOGUE,
     H_RENDITION,
     FileDeleted,
@@ -28,6 +26,8 @@ from pipeline.events import (
     default_registry,
     event_message,
 )
+from pipeline.envelope import headers_dict
+from pipeline.errors import InvalidEvent
 
 ADR_009 = {
     "shoot.created", "shoot.updated", "shoot.completed", "shoot.delivered",

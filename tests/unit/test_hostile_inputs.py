@@ -16,9 +16,9 @@ from collections.abc import Callable
 import pytest
 import pyvips
 
-from pipeline.renditions import ThumbnailSpec, WatermarkSpec
+from pipeline.contracts.renditions import ResizeSpec, ThumbnailSpec, WatermarkSpec
 from stages.imaging import ImageLimits, ImageRejected, Rendition, configure_vips
-from stages.resize import ResizeParams, resize
+from stages.resize import resize
 from stages.thumbnail import thumbnail
 from stages.watermark import prepare_watermark, watermark
 
@@ -28,7 +28,7 @@ PROOF = prepare_watermark(WatermarkSpec(stage="watermark", text="PROOF", long_ed
 METADATA_PREFIXES = ("exif", "xmp", "icc", "iptc", "orientation", "gps")
 
 TRANSFORMS: dict[str, Callable[[bytes], Rendition]] = {
-    "resize": lambda data: resize(data, ResizeParams(), LIMITS),
+    "resize": lambda data: resize(data, ResizeSpec(stage="resize"), LIMITS),
     "thumbnail": lambda data: thumbnail(data, THUMB, LIMITS),
     "watermark": lambda data: watermark(data, PROOF, LIMITS),
 }

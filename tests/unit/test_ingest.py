@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from pipeline.contracts.events import default_registry
 from pipeline.envelope import Envelope, headers_dict
 from pipeline.errors import InvalidEvent
-from pipeline.events import default_registry
 from pipeline.stage import Received
-from storage.ingest import IngestStage, uploaded_event
+from stages.ingest.stage import IngestStage, uploaded_event
 
 
 def record(key: str, event: str = "s3:ObjectCreated:Put", bucket: str = "darkroom") -> dict:

@@ -15,7 +15,7 @@ from orchestration.invite_sender import InviteSenderStage
 from orchestration.invites import InvitesStage
 from orchestration.notifier import NotifierStage
 from orchestration.users import UsersStage
-from pipeline.events import (
+from pipeline.contracts.events import (
     FileDeleted,
     FileProcessed,
     FileUploaded,
@@ -88,7 +88,7 @@ def test_the_invite_is_created_once_whichever_half_of_the_join_arrives_last(
 
 def test_the_invite_sender_queues_one_mail_per_invite_with_a_deterministic_message_id(db: Database, settings: Settings) -> None:
     sender = InviteSenderStage(default_registry(), db, settings)
-    from pipeline.events import InviteCreated
+    from pipeline.contracts.events import InviteCreated
 
     invite = ev(InviteCreated(invite_id="inv-1", shoot_id="s1", user_id="u-1", email="a@example.com"), "e-inv")
     sender.apply_once(invite)
@@ -163,7 +163,7 @@ def test_the_notifier_mails_one_batch_per_shoot_per_interval(db: Database, setti
 
 def test_building_a_stage_starts_no_relay_until_the_runner_starts_it(tmp_path: Path) -> None:
     # `fleet up` builds every stage to learn its topics: that must not take the relay's lock.
-    from orchestration.stages import build_users
+    from orchestration.workers import build_users
 
     settings = Settings(orchestration={"db_path": tmp_path / "o.sqlite"})  # type: ignore[arg-type]
 

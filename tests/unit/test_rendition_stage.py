@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 import pyvips
 
+from pipeline.contracts.events import (
+    FILE_PROCESSED,
+    FILE_UPLOADED,
+    H_RENDITION,
+    FileUploaded,
+    default_registry,
+)
+from pipeline.contracts.renditions import load_rendition_graph, parse_rendition_graph
+from pipeline.contracts.topics import FILES
 from pipeline.envelope import (
     Envelope,
     build_envelope,
@@ -18,23 +27,12 @@ from pipeline.envelope import (
     headers_dict,
 )
 from pipeline.errors import ErrorKind, PermanentError
-from pipeline.events import (
-    FILE_PROCESSED,
-    FILE_UPLOADED,
-    H_RENDITION,
-    FileUploaded,
-    default_registry,
-)
 from pipeline.publisher import Outgoing
-from pipeline.renditions import load_rendition_graph, parse_rendition_graph
 from pipeline.settings import Settings
 from pipeline.stage import Received
-from pipeline.topics import FILES
+from stages.image_stages import image_stage
 from stages.imaging import ImageLimits, ImageRejected
 from stages.rendition_stage import RenditionStage
-from stages.resize import ResizeStage
-from stages.thumbnail import ThumbnailStage
-from stages.watermark import WatermarkStage
 from storage import (
     ObjectInfo,
     ObjectNotFound,
@@ -102,13 +100,13 @@ def upload(store: MemoryStore, data: bytes) -> Received:
     return as_received(Outgoing.event(FILES, FILE, envelope))
 
 
-def stages(store: MemoryStore, text: str = STUDIO) -> tuple[ResizeStage, ThumbnailStage, WatermarkStage]:
+def stages(store: MemoryStore, text: str = STUDIO) -> tuple[RenditionStage, RenditionStage, RenditionStage]:
     graph = parse_rendition_graph(text)
     registry = default_registry()
     return (
-        ResizeStage(registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
-        ThumbnailStage(registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
-        WatermarkStage(registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
+        image_stage("resize", registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
+        image_stage("thumbnail", registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
+        image_stage("watermark", registry, store, graph, LIMITS, "test"),  # type: ignore[arg-type]
     )
 
 
@@ -126,7 +124,7 @@ def body(message: Outgoing) -> Envelope:
 
 def test_built_in_graph_makes_web_from_the_upload_with_the_same_ids_as_before() -> None:
     store = MemoryStore()
-    stage = ResizeStage(default_registry(), store, load_rendition_graph(None), LIMITS, "test")  # type: ignore[arg-type]
+    stage = image_stage("resize", default_registry(), store, load_rendition_graph(None), LIMITS, "test")  # type: ignore[arg-type]
     uploaded = upload(store, photo(4000, 3000))
     [out] = run(stage, uploaded)
     envelope = body(out)
@@ -224,7 +222,7 @@ def test_header_filter_and_body_check() -> None:
 
 
 def _with(envelope: Envelope, **changes: object):  # type: ignore[no-untyped-def]
-    from pipeline.events import FileProcessed
+    from pipeline.contracts.events import FileProcessed
 
     return FileProcessed.model_validate({**envelope.data, **changes})
 
@@ -283,18 +281,16 @@ def test_stages_are_installed_as_entry_points() -> None:
 
 
 def test_build_stage_reads_the_pipeline_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import stages.thumbnail
-    import stages.watermark
+    import stages.image_stages
 
     store = MemoryStore()
     pvips_logo = (pyvips.Image.black(40, 20, bands=3) + 255).cast("uchar").bandjoin(128).pngsave_buffer()
     store.objects["assets/logo.png"] = pvips_logo
     (tmp_path / "pipeline.yaml").write_text(STUDIO.replace('text: "PROOF"', "image: s3://assets/logo.png"))
-    for module in (stages.thumbnail, stages.watermark):
-        monkeypatch.setattr(module, "open_store", lambda _settings: store)
+    monkeypatch.setattr(stages.image_stages, "open_store", lambda _settings: store)
     settings = Settings(pipeline_file=tmp_path / "pipeline.yaml")
-    thumb = stages.thumbnail.build_stage(settings)
-    proof = stages.watermark.build_stage(settings)
+    thumb = stages.image_stages.build_thumbnail(settings)
+    proof = stages.image_stages.build_watermark(settings)
     assert thumb.name == "thumbnail" and thumb.sources == {"web": ["thumb"]}
     assert proof.name == "watermark" and proof.sources == {"web": ["proof"]}
     assert store.gets == ["assets/logo.png"]  # the logo is read once, when the worker starts
@@ -312,7 +308,7 @@ def test_the_example_pipeline_file_is_valid() -> None:
     ("renditions:\n  t: {stage: thumbnail, width: 4, height: 4, enlarge: maybe}\n", "renditions.t.enlarge"),
 ])
 def test_new_fields_are_validated_naming_the_field(text: str, field: str) -> None:
-    from pipeline.renditions import PipelineConfigError
+    from pipeline.contracts.renditions import PipelineConfigError
 
     with pytest.raises(PipelineConfigError, match=field):
         parse_rendition_graph(text, "studio.yaml")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.renditions import (
+from pipeline.contracts.renditions import (
     PipelineConfigError,
     load_rendition_graph,
     parse_rendition_graph,

@@ -8,11 +8,12 @@ import zlib
 import pytest
 import pyvips
 
+from pipeline.contracts.renditions import ResizeSpec
 from stages.imaging import ImageLimits, ImageRejected, probe
-from stages.resize.transform import Rendition, ResizeParams, resize
+from stages.resize.transform import Rendition, resize
 
 LIMITS = ImageLimits()
-DEFAULT = ResizeParams()
+DEFAULT = ResizeSpec(stage="resize")
 METADATA_PREFIXES = ("exif", "xmp", "icc", "iptc", "orientation", "png-comment", "gif-comment")
 
 
@@ -63,22 +64,22 @@ def test_small_image_is_not_enlarged() -> None:
 
 
 def test_small_image_is_enlarged_when_asked() -> None:
-    rendition = resize(solid(800, 600).jpegsave_buffer(), ResizeParams(enlarge=True), LIMITS)
+    rendition = resize(solid(800, 600).jpegsave_buffer(), ResizeSpec(stage="resize", enlarge=True), LIMITS)
     assert (rendition.width, rendition.height) == (2048, 1536)
 
 
 def test_custom_long_edge_and_quality() -> None:
     data = noise_jpeg(640, 480)
-    low = resize(data, ResizeParams(long_edge=320, quality=30), LIMITS)
-    high = resize(data, ResizeParams(long_edge=320, quality=95), LIMITS)
+    low = resize(data, ResizeSpec(stage="resize", long_edge=320, quality=30), LIMITS)
+    high = resize(data, ResizeSpec(stage="resize", long_edge=320, quality=95), LIMITS)
     assert (low.width, low.height) == (high.width, high.height) == (320, 240)
     assert len(low.data) < len(high.data)
 
 
 @pytest.mark.parametrize(("long_edge", "quality"), [(0, 85), (2048, 0), (2048, 101)])
-def test_resize_params_are_validated(long_edge: int, quality: int) -> None:
+def test_resize_spec_is_validated(long_edge: int, quality: int) -> None:
     with pytest.raises(ValueError):
-        ResizeParams(long_edge=long_edge, quality=quality)
+        ResizeSpec(stage="resize", long_edge=long_edge, quality=quality)
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -115,7 +116,7 @@ def test_output_has_no_metadata() -> None:
     fields = pyvips.Image.new_from_buffer(data, "").get_fields()
     assert {"exif-data", "xmp-data", "icc-profile-data"} <= set(fields)  # the input really had them
 
-    rendition = resize(data, ResizeParams(long_edge=600), LIMITS)
+    rendition = resize(data, ResizeSpec(stage="resize", long_edge=600), LIMITS)
     leaked = [f for f in decode(rendition).get_fields() if f.startswith(METADATA_PREFIXES)]
     assert leaked == []
 
@@ -161,7 +162,7 @@ def test_greyscale_becomes_three_bands() -> None:
     ids=["png", "webp", "tiff", "gif", "avif"],
 )
 def test_every_allowed_format_makes_a_rendition(encode) -> None:  # type: ignore[no-untyped-def]
-    rendition = resize(encode(solid(900, 300)), ResizeParams(long_edge=450), LIMITS)
+    rendition = resize(encode(solid(900, 300)), ResizeSpec(stage="resize", long_edge=450), LIMITS)
     assert (rendition.width, rendition.height) == (450, 150)
     assert_web_jpeg(rendition)
 
@@ -174,7 +175,7 @@ def test_truncated_jpeg_is_corrupt_not_grey() -> None:
     half = data[: len(data) // 2]
     assert probe(half, LIMITS).format == "jpeg"  # the header survives: only decoding can tell
     with pytest.raises(ImageRejected) as info:
-        resize(half, ResizeParams(long_edge=400), LIMITS)
+        resize(half, ResizeSpec(stage="resize", long_edge=400), LIMITS)
     assert info.value.reason == "corrupt"
     assert "JPEG" in str(info.value)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.fleet.lag import GroupLag
-from orchestration.fleet.spec import StageSpec, parse_workers
-from orchestration.fleet.state import read_state
-from orchestration.fleet.supervisor import RestartPolicy, ScalePolicy, Supervisor
+from operations.fleet.lag import GroupLag
+from operations.fleet.spec import StageSpec, parse_workers
+from operations.fleet.state import read_state
+from operations.fleet.supervisor import RestartPolicy, ScalePolicy, Supervisor
 
 
 class FakeProcess:

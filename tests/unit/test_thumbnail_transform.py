@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import pyvips
 
-from pipeline.renditions import ThumbnailSpec
+from pipeline.contracts.renditions import ThumbnailSpec
 from stages.imaging import ImageLimits, OutputOptions, encode, read_copyright
 from stages.thumbnail import thumbnail
 

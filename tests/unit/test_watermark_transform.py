@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import pyvips
 
-from pipeline.renditions import WatermarkSpec, parse_rendition_graph
+from pipeline.contracts.renditions import WatermarkSpec, parse_rendition_graph
+from stages.image_stages import BindContext, makers_for
 from stages.imaging import ImageLimits
 from stages.watermark import (
     PreparedWatermark,
@@ -16,7 +17,6 @@ from stages.watermark import (
     read_logo,
     watermark,
 )
-from stages.watermark.handler import prepare_all
 
 LIMITS = ImageLimits()
 GREY = [128, 128, 128]
@@ -163,8 +163,8 @@ def test_the_mark_is_prepared_once_and_scaled_copies_are_reused() -> None:
 def test_logo_from_a_file_relative_to_the_pipeline_folder(tmp_path: Path) -> None:
     (tmp_path / "logo.png").write_bytes(red_logo())
     graph = parse_rendition_graph("renditions:\n  proof: {stage: watermark, image: logo.png}\n")
-    prepared = prepare_all(graph, store=None, limits=LIMITS, base_dir=tmp_path)  # type: ignore[arg-type]
-    assert prepared["proof"].mark.width == 200
+    makers = makers_for("watermark", graph, BindContext(LIMITS, None, tmp_path))  # type: ignore[arg-type]
+    assert makers["proof"].keywords["prepared"].mark.width == 200
 
 
 def test_logo_from_the_store() -> None:

@@ -9,13 +9,13 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.contracts.events import FILE_UPLOADED, FileUploaded
+from pipeline.contracts.topics import FILES, STORAGE_EVENTS
 from pipeline.envelope import Envelope, build_envelope, deterministic_id
 from pipeline.errors import ErrorKind, InvalidEvent, default_classify
-from pipeline.events import FILE_UPLOADED, FileUploaded
 from pipeline.publisher import Outgoing
 from pipeline.settings import Settings
 from pipeline.stage import Received
-from pipeline.topics import FILES, STORAGE_EVENTS
 from storage.keys import ORIGINALS_PREFIX, InvalidKey, parse_original_key
 
 _CREATED = "s3:ObjectCreated:"

@@ -10,8 +10,8 @@ from orchestration.invites import InvitesStage
 from orchestration.notifier import NotifierStage
 from orchestration.relay import OutboxRelay
 from orchestration.users import UsersStage
-from pipeline.events import default_registry
-from pipeline.renditions import load_rendition_graph
+from pipeline.contracts.events import default_registry
+from pipeline.contracts.renditions import load_rendition_graph
 from pipeline.settings import Settings
 from storage import open_store
 

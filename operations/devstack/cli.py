@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.devstack.processes import StackError
-from orchestration.devstack.stack import SERVICES, DevStack, ServiceName, ServiceStatus
+from operations.devstack.processes import StackError
+from operations.devstack.stack import SERVICES, DevStack, ServiceName, ServiceStatus
 
 # Diagnostics to stderr so `darkroom dev logs kafka > file` stays clean.
 _err = Console(stderr=True)

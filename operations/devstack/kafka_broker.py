@@ -18,7 +18,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from orchestration.devstack.processes import (
+from operations.devstack.processes import (
     ServiceProcess,
     StackError,
     check_port_free,

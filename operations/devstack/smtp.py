@@ -6,7 +6,7 @@ deduplicate by Message-ID do), and every SMTP delivery is appended to `mail/rece
 tests can tell a resend from a single delivery. The port is published in `<data_dir>/run/smtp.port`
 once the server listens; that file is also the health signal's first half.
 
-Process entry: `python -m orchestration.devstack.smtp --port N --dir MAILDIR --port-file FILE`.
+Process entry: `python -m operations.devstack.smtp --port N --dir MAILDIR --port-file FILE`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestration.devstack.processes import (
+from operations.devstack.processes import (
     ServiceProcess,
     check_port_free,
     spawn,
@@ -88,7 +88,7 @@ class SmtpSink:
         port = self.settings.orchestration.smtp_port or _free_port()
         self.mail_dir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "orchestration.devstack.smtp", "--port", str(port),
+        argv = [sys.executable, "-m", "operations.devstack.smtp", "--port", str(port),
                 "--dir", str(self.mail_dir), "--port-file", str(self.port_file)]
         return spawn(self.process, argv, env=dict(os.environ))
 

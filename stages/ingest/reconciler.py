@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from pipeline.contracts.events import FILE_UPLOADED
+from pipeline.contracts.topics import FILES
 from pipeline.envelope import H_EVENT_TYPE, headers_dict
-from pipeline.events import FILE_UPLOADED
 from pipeline.kafka_config import consumer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
-from pipeline.topics import FILES
-from storage.ingest import uploaded_event
+from stages.ingest.stage import uploaded_event
 from storage.keys import ORIGINALS_PREFIX, InvalidKey
 from storage.port import ObjectStore
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestration.devstack.processes import (
+from operations.devstack.processes import (
     ServiceProcess,
     StackError,
     check_port_free,
@@ -22,8 +22,8 @@ from orchestration.devstack.processes import (
     stop,
     wait_healthy,
 )
+from pipeline.contracts.topics import STORAGE_EVENTS
 from pipeline.settings import DevStackSettings, StorageSettings
-from pipeline.topics import STORAGE_EVENTS
 
 log = logging.getLogger(__name__)
 

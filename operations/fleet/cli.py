@@ -15,10 +15,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.fleet.dead_letters import count_dead_letters
-from orchestration.fleet.lag import LagProbe, consumer_factory
-from orchestration.fleet.spec import parse_workers
-from orchestration.fleet.state import (
+from operations.fleet.dead_letters import count_dead_letters
+from operations.fleet.lag import LagProbe, consumer_factory
+from operations.fleet.spec import parse_workers
+from operations.fleet.state import (
     FleetState,
     age,
     pid_alive,
@@ -26,7 +26,7 @@ from orchestration.fleet.state import (
     state_path,
     worker_ready,
 )
-from orchestration.fleet.supervisor import (
+from operations.fleet.supervisor import (
     LagMonitor,
     RestartPolicy,
     ScalePolicy,

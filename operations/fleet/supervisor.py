@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestration.fleet.lag import GroupLag, LagProbe, rate
-from orchestration.fleet.spec import StageSpec
-from orchestration.fleet.state import (
+from operations.fleet.lag import GroupLag, LagProbe, rate
+from operations.fleet.spec import StageSpec
+from operations.fleet.state import (
     FleetState,
     StageState,
     WorkerState,

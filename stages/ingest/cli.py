@@ -8,9 +8,9 @@ from confluent_kafka import KafkaException
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
+from stages.ingest.reconciler import reconcile
 from storage.errors import StorageError
 from storage.factory import open_store
-from storage.reconciler import reconcile
 
 
 @click.command("reconcile")

@@ -8,7 +8,7 @@
 - cli.py: the `darkroom fleet` command group.
 """
 
-from orchestration.fleet.spec import StageSpec, parse_workers
-from orchestration.fleet.supervisor import RestartPolicy, ScalePolicy, Supervisor
+from operations.fleet.spec import StageSpec, parse_workers
+from operations.fleet.supervisor import RestartPolicy, ScalePolicy, Supervisor
 
 __all__ = ["RestartPolicy", "ScalePolicy", "StageSpec", "Supervisor", "parse_workers"]

@@ -21,21 +21,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from operations.devstack import DevStack, StackError
+from operations.samples import write_samples
 from orchestration.commands import mail_dir, open_db, publish_event
-from orchestration.devstack import DevStack, StackError
 from orchestration.gallery import GalleryPhoto, gallery_photos
-from orchestration.samples import write_samples
-from pipeline.envelope import deterministic_id
-from pipeline.events import (
+from pipeline.contracts.events import (
     FILE_PROCESSED,
     GALLERY_UPDATED,
     INVITE_SENT,
     ShootCompleted,
     ShootCreated,
 )
-from pipeline.renditions import PipelineConfigError, load_rendition_graph
+from pipeline.contracts.renditions import PipelineConfigError, load_rendition_graph
+from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES
+from pipeline.envelope import deterministic_id
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES
 from pipeline.watch import TopicWatcher
 from storage import ObjectStore, StorageError, open_store
 from storage.upload import upload_files

@@ -20,12 +20,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestration.devstack.kafka_broker import KafkaBroker
-from orchestration.devstack.processes import StackError, port_in_use, port_owner, tail
-from orchestration.devstack.smtp import SmtpSink
-from orchestration.devstack.versitygw import VersityGateway
+from operations.devstack.kafka_broker import KafkaBroker
+from operations.devstack.processes import StackError, port_in_use, port_owner, tail
+from operations.devstack.smtp import SmtpSink
+from operations.devstack.versitygw import VersityGateway
+from pipeline.contracts.topics import STORAGE_EVENTS, default_topic_specs
 from pipeline.settings import Settings, StorageSettings
-from pipeline.topics import STORAGE_EVENTS, default_topic_specs, ensure_topics
+from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

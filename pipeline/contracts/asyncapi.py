@@ -1,6 +1,6 @@
 """The event catalogue as an AsyncAPI 3 document, generated from the payload models, and its compatibility rule.
 
-`generate()` reads `pipeline.events.CATALOGUE` (the one table of event type, version, model, topic
+`generate()` reads `pipeline.contracts.events.CATALOGUE` (the one table of event type, version, model, topic
 and key rule) and writes one channel per topic, one message per (event, major version) with its
 Kafka key and headers, and one `send` operation per channel. `breaking_changes(old, new)` compares
 two documents message by message: within one major version, a consumer written against `old` must
@@ -21,6 +21,8 @@ from typing import Any
 import click
 import yaml
 
+from pipeline.contracts.events import CATALOGUE, FILE_PROCESSED, H_RENDITION, CatalogueEntry
+from pipeline.contracts.topics import default_topic_specs
 from pipeline.envelope import (
     CONTENT_TYPE,
     H_CONTENT_TYPE,
@@ -30,8 +32,6 @@ from pipeline.envelope import (
     H_VERSION,
     Envelope,
 )
-from pipeline.events import CATALOGUE, FILE_PROCESSED, H_RENDITION, CatalogueEntry
-from pipeline.topics import default_topic_specs
 
 ASYNCAPI_VERSION = "3.0.0"
 # The document's own version: bump the major when a breaking change is made on purpose (new major events).
@@ -150,7 +150,7 @@ def generate(catalogue: Iterable[CatalogueEntry] = CATALOGUE, partitions: int | 
         "info": {
             "title": "darkroom events",
             "version": DOCUMENT_VERSION,
-            "description": "Every event of the darkroom platform (ADR-009), generated from pipeline/events.py. "
+            "description": "Every event of the darkroom platform (ADR-009), generated from pipeline/contracts/events.py. "
                            "Do not edit: run `darkroom asyncapi -o docs/asyncapi.yaml`.",
         },
         "defaultContentType": CONTENT_TYPE,

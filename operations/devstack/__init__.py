@@ -2,19 +2,19 @@
 
 Python API::
 
-    from orchestration.devstack import DevStack
+    from operations.devstack import DevStack
     stack = DevStack()          # or DevStack(Settings(...)); everything derives from settings.dev
     stack.up()                  # idempotent; raises StackError with an actionable message
     stack.status()              # {"kafka": ServiceStatus(...), "s3": ServiceStatus(...)}
     stack.logs("kafka", 50)
     stack.down()
 
-CLI: ``darkroom dev up | down | status | logs [kafka|s3] [-n N]`` (also ``python -m orchestration.devstack``).
+CLI: ``darkroom dev up | down | status | logs [kafka|s3] [-n N]`` (also ``python -m operations.devstack``).
 """
 
-from orchestration.devstack.cli import dev_group
-from orchestration.devstack.processes import StackError
-from orchestration.devstack.stack import (
+from operations.devstack.cli import dev_group
+from operations.devstack.processes import StackError
+from operations.devstack.stack import (
     DevStack,
     ServiceStatus,
     UpReport,

@@ -13,10 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.contracts.topics import FILES, GALLERIES, INVITES, SHOOTS, USERS
 from pipeline.envelope import CamelModel, Envelope, build_envelope
 from pipeline.publisher import Outgoing
 from pipeline.registry import EventRegistry
-from pipeline.topics import FILES, GALLERIES, INVITES, SHOOTS, USERS
 
 SHOOT_CREATED = "shoot.created"
 SHOOT_UPDATED = "shoot.updated"

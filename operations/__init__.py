@@ -1,0 +1,1 @@
+"""Running darkroom: the local stack without Docker (`devstack/`), the fleet supervisor (`fleet/`), the demo."""

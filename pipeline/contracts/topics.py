@@ -1,0 +1,34 @@
+"""The platform's topics (ADR-009): names, partitions, retention. Applied by `pipeline.topics.ensure_topics`."""
+
+from __future__ import annotations
+
+from pipeline.topics import DEAD_LETTER_QUEUE, TopicSpec
+
+__all__ = ["DEAD_LETTER_QUEUE", "FILES", "GALLERIES", "INVITES", "SHOOTS", "STORAGE_EVENTS", "USERS",
+           "TopicSpec", "default_topic_specs"]
+
+SHOOTS = "shoots"
+USERS = "users"
+INVITES = "invites"
+FILES = "files"
+GALLERIES = "galleries"
+STORAGE_EVENTS = "storage.events"
+
+_FOREVER = "-1"
+
+
+def default_topic_specs(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
+    """The topics of ADR-009. Business topics keep events forever (audit, replay, event sourcing)."""
+    keep = {"retention.ms": _FOREVER, "cleanup.policy": "delete"}
+    week = {"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
+    return [
+        TopicSpec(SHOOTS, partitions, replication_factor, keep),
+        TopicSpec(USERS, partitions, replication_factor, keep),
+        TopicSpec(INVITES, partitions, replication_factor, keep),
+        TopicSpec(FILES, partitions, replication_factor, keep),
+        TopicSpec(GALLERIES, partitions, replication_factor, keep),
+        # Raw object-store notifications are re-derivable (the reconciler lists the bucket), so a week is enough.
+        TopicSpec(STORAGE_EVENTS, partitions, replication_factor, week),
+        # Dead letters wait for a human: keep them until redriven or purged by hand.
+        TopicSpec(DEAD_LETTER_QUEUE, max(1, partitions // 2), replication_factor, keep),
+    ]
