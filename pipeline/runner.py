@@ -3,55 +3,54 @@
 Commit steps, in order, for every message:
 1. Received: its offset is recorded as pending for its partition.
 2. Filtered on headers (`Stage.accepts`); a message the stage does not want is finished at once.
-3. Queued behind earlier messages of the same key (per-key order), then run on the thread pool:
-   `Stage.process` does the side effects (objects written) and returns the events to publish.
+3. Queued behind earlier messages of the same key (per-key order, pipeline/key_order.py), then run
+   on the thread pool (on the polling thread when `threads` = 0): `Stage.process` does the side
+   effects (objects written) and returns the events to publish.
 4. Its events are published and acknowledged by the broker (acks=all, idempotent producer).
-5. Only then is the offset finished. A transient failure instead schedules a retry with backoff and
-   jitter and pauses the partition meanwhile; a permanent failure (or exhausted retries) publishes a
-   dead letter and, once that is acknowledged, finishes the offset.
+5. Only then is the offset finished, which lets the next message of its key run. A transient failure
+   instead schedules a retry with backoff and jitter (pipeline/retry_schedule.py) and pauses the
+   partition meanwhile; a permanent failure (or exhausted retries) publishes a dead letter and, once
+   that is acknowledged, finishes the offset.
 6. Every `commit_interval_s`, on revocation and on shutdown, each partition commits up to its lowest
    unfinished offset. A crash before that redoes the work; idempotent outputs make the redo harmless.
 
-All bookkeeping happens on the thread that polls; worker threads only run jobs and report back
-through a queue, so no state here needs a lock.
+All bookkeeping happens on the thread that polls, key order and retry schedule included; worker
+threads only run jobs and report back through a queue, so no state here needs a lock.
 
 Observability: each processing attempt runs inside an OpenTelemetry span whose parent is the context
-in the message's `traceparent` header (the span is current on the worker thread, so the events the
-stage publishes carry it on, see pipeline/tracing.py); outcomes go to a `RunnerObserver` (metrics)
-from the polling thread. Nothing is logged per message at INFO.
+in the message's `traceparent` header (pipeline/spans.py; the span is current on the worker thread, so
+the events the stage publishes carry it on, see pipeline/tracing.py); outcomes go to a
+`RunnerObserver` (metrics) from the polling thread. Nothing is logged per message at INFO.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Tracer
 
 from pipeline.dead_letter import dead_letter
 from pipeline.envelope import H_EVENT_TYPE, headers_dict, now_ms
 from pipeline.errors import ErrorKind
+from pipeline.key_order import TP, KeyOrder
 from pipeline.offsets import PartitionOffsets
 from pipeline.publisher import Outgoing
 from pipeline.retry import Backoff
+from pipeline.retry_schedule import RetrySchedule
 from pipeline.settings import WorkerSettings
+from pipeline.spans import AttemptSpans
 from pipeline.stage import Received, Stage
-from pipeline.tracing import context_from_headers
 
 log = logging.getLogger(__name__)
-
-TP = tuple[str, int]
 
 
 class ConsumerLike(Protocol):
@@ -129,13 +128,6 @@ class _Partition:
     retrying: int = 0
 
 
-@dataclass(order=True)
-class _Retry:
-    due: float
-    seq: int
-    job: _Job = field(compare=False)
-
-
 class StageRunner:
     """Runs one stage as a member of the consumer group `darkroom.<stage>` until `stop()`."""
 
@@ -151,28 +143,24 @@ class StageRunner:
     ) -> None:
         self.stage = stage
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
-        # No tracer, no spans: the traceparent header still carries the trace on (new span ids, same
-        # trace id) at a fraction of the cost; the worker passes one when spans are exported.
-        self._tracer = tracer
-        self._span_name = f"{stage.name} process"
+        self._spans = AttemptSpans(tracer, stage.name)
         self._consumer = consumer
         self._publisher = publisher
         self._settings = settings
         self._clock = clock
-        self._backoff = Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s, settings.retry_max_attempts)
         self._pool = (
             ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=f"{stage.name}-work")
             if settings.threads > 0 else None
         )
         self._done: queue.SimpleQueue[tuple[_Job, BaseException | None]] = queue.SimpleQueue()
         self._partitions: dict[TP, _Partition] = {}
-        self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}  # busy keys and the jobs waiting behind them
-        self._retries: list[_Retry] = []
+        self._order: KeyOrder[_Job] = KeyOrder()
+        backoff = Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s, settings.retry_max_attempts)
+        self._retries: RetrySchedule[_Job] = RetrySchedule(backoff, clock)
         self._paused: set[TP] = set()
         self._backpressure = False
         self._full_since: float | None = None
         self._generations = itertools.count(1)
-        self._seq = itertools.count()
         self._stopping = threading.Event()
         self._last_commit = clock()
         self.stats = RunnerStats()
@@ -216,13 +204,15 @@ class StageRunner:
     # -- the loop ---------------------------------------------------------------------------------
 
     def _step(self) -> None:
+        """One round: read (steps 1-3), apply finished work (5), fire due retries, pause or resume, commit (6)."""
         now = self.heartbeat = self._clock()
         in_flight = self.stats.in_flight = self.in_flight
         free = self._settings.max_in_flight - in_flight
         # Short waits while work runs, so finished work is committed and followed up promptly.
         timeout = 0.01 if in_flight else 0.2
-        if self._retries:
-            timeout = max(0.0, min(timeout, self._retries[0].due - now))
+        due = self._retries.next_due()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - now))
         if free > 0 or self._backpressure:
             self._full_since = None
             # Paused partitions return nothing here, but consuming keeps the member alive in the group.
@@ -240,6 +230,7 @@ class StageRunner:
             self._commit(asynchronous=True)
 
     def _on_message(self, msg: Any) -> None:
+        """Steps 1-3: record the offset, filter on headers, then submit, or queue behind the key's busy job."""
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
@@ -266,17 +257,8 @@ class StageRunner:
             self._observer.skipped(event_type)
             return
         job = _Job(received, part.generation, event_type)
-        slot = self._key_slot(job)
-        if slot in self._keys:
-            self._keys[slot].append(job)
-        else:
-            self._keys[slot] = deque()
+        if self._order.admit(job):
             self._submit(job)
-
-    def _key_slot(self, job: _Job) -> tuple[TP, bytes]:
-        # Keyless messages carry no order promise: each gets a slot of its own.
-        key = job.message.key if job.message.key is not None else b"\x00offset:%d" % job.message.offset
-        return (job.tp, key)
 
     def _submit(self, job: _Job) -> None:
         if self._pool is None:
@@ -285,7 +267,7 @@ class StageRunner:
             self._pool.submit(self._run, job)
 
     def _run(self, job: _Job) -> None:
-        """Process a job, then report it once every output is acknowledged (or at the first failure).
+        """Steps 3-4: process a job, then report it once every output is acknowledged (or at the first failure).
 
         The thread is free as soon as the outputs are handed to the producer: acknowledgements
         arrive on the publisher's callback thread, so waiting for the broker costs no worker thread.
@@ -318,32 +300,10 @@ class StageRunner:
         """Runs the stage (inside a span, when tracing) and returns what to publish."""
         started = time.perf_counter()
         try:
-            with self._span(job):
+            with self._spans.attempt(job.message, job.event_type, job.attempts + 1, job.letter is not None):
                 return [job.letter] if job.letter is not None else self.stage.process(job.message)
         finally:
             job.elapsed_s = time.perf_counter() - started
-
-    def _span(self, job: _Job) -> AbstractContextManager[object]:
-        """A span continuing the trace of the message, current on this thread so that
-        child_traceparent() puts its id in the output headers; nothing without a tracer."""
-        if self._tracer is None:
-            return nullcontext()
-        msg = job.message
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": msg.topic,
-            "messaging.destination.partition.id": str(msg.partition),
-            "messaging.kafka.offset": msg.offset,
-            "messaging.kafka.message.key": (msg.key or b"").decode(errors="replace"),
-            "darkroom.stage": self.stage.name,
-            "darkroom.event_type": job.event_type,
-            "darkroom.attempt": job.attempts + 1,
-        }
-        name = self._span_name if job.letter is None else f"{self.stage.name} dead-letter"
-        return self._tracer.start_as_current_span(
-            name, context=context_from_headers(msg.headers), kind=SpanKind.CONSUMER, attributes=attributes
-        )
 
     def _collect(self, block_s: float) -> None:
         """Apply finished jobs' results; waits up to `block_s` for the first one."""
@@ -359,6 +319,7 @@ class StageRunner:
                 return
 
     def _complete(self, job: _Job, error: BaseException | None) -> None:
+        """Step 5: finish the offset and free the key, or retry later, or turn the job into a dead letter."""
         part = self._partitions.get(job.tp)
         if part is None or part.generation != job.generation:
             return  # abandoned on revocation: the partition's new owner redoes it
@@ -370,7 +331,9 @@ class StageRunner:
                 self.stats.processed += 1
                 self._observer.processed(job.event_type, job.elapsed_s)
             part.offsets.finished(job.message.offset)
-            self._release_key(job)
+            following = self._order.release(job)
+            if following is not None:
+                self._submit(following)
             return
         if job.letter is not None:
             # The dead-letter queue itself is unreachable: keep trying, never drop the message.
@@ -378,7 +341,7 @@ class StageRunner:
             return
         kind = self.stage.classify(error)
         self._observer.failed(job.event_type, kind.value, job.elapsed_s)
-        if kind is ErrorKind.TRANSIENT and not self._backoff.exhausted(job.attempts + 1):
+        if kind is ErrorKind.TRANSIENT and not self._retries.exhausted(job.attempts + 1):
             self._schedule_retry(job, part, error)
             return
         job.attempts += 1
@@ -392,35 +355,25 @@ class StageRunner:
 
     def _schedule_retry(self, job: _Job, part: _Partition, error: BaseException) -> None:
         job.attempts += 1
-        delay = self._backoff.delay(job.attempts)
         part.retrying += 1
         self.stats.retried += 1
         self._observer.retried(job.event_type)
+        delay = self._retries.add(job, job.attempts)
         log.log(
             logging.WARNING if job.attempts == 1 else logging.DEBUG,
             "%s: retrying %s[%d]@%d in %.2fs (attempt %d): %s: %s",
             self.stage.name, job.message.topic, job.message.partition, job.message.offset,
             delay, job.attempts, type(error).__name__, error,
         )
-        heapq.heappush(self._retries, _Retry(self._clock() + delay, next(self._seq), job))
 
     def _fire_retries(self) -> None:
         now = self._clock()
-        while self._retries and self._retries[0].due <= now:
-            job = heapq.heappop(self._retries).job
+        while (job := self._retries.pop_due(now)) is not None:
             part = self._partitions.get(job.tp)
             if part is None or part.generation != job.generation:
                 continue
             part.retrying -= 1
             self._submit(job)
-
-    def _release_key(self, job: _Job) -> None:
-        slot = self._key_slot(job)
-        waiting = self._keys.get(slot)
-        if waiting:
-            self._submit(waiting.popleft())
-        else:
-            self._keys.pop(slot, None)
 
     def _apply_pauses(self) -> None:
         """Pause partitions with a retry pending, and all of them once the window has stayed full for a while.
@@ -445,7 +398,7 @@ class StageRunner:
         self._paused = want
 
     def _commit(self, only: list[TP] | None = None, asynchronous: bool = False) -> None:
-        """Commit finished offsets. While running, asynchronously: a lost commit is covered by the next
+        """Step 6: commit finished offsets. While running, asynchronously: a lost commit is covered by the next
         one or, at revocation and shutdown, by the synchronous commit, which resends every offset."""
         self._last_commit = self._clock()
         offsets = []
@@ -502,7 +455,6 @@ class StageRunner:
         gone = set(tps)
         for tp in gone:
             self._partitions.pop(tp, None)
-        self._keys = {slot: q for slot, q in self._keys.items() if slot[0] not in gone}
-        self._retries = [r for r in self._retries if r.job.tp not in gone]
-        heapq.heapify(self._retries)
+        self._order.forget(gone)
+        self._retries.drop(lambda job: job.tp in gone)
         self._paused -= gone
