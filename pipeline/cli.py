@@ -73,7 +73,7 @@ def worker(settings: Settings, stage: str) -> None:
 
 @main.group()
 def topics() -> None:
-    """Kafka topics of ADR-009."""
+    """Kafka topics of ADR-009 (docs/ARCHITECTURE.md, "Events and keys")."""
 
 
 @topics.command("ensure")

@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 from pipeline.tracing import child_traceparent
 
 CONTENT_TYPE = "application/json"
-# Kafka header names (see ARCHITECTURE.md, "Events"): consumers filter on these without parsing the body.
+# Kafka header names (see docs/ARCHITECTURE.md, "Events and keys"): consumers filter on these without parsing the body.
 H_EVENT_TYPE = "eventType"
 H_VERSION = "version"
 H_TIMESTAMP = "timestamp"

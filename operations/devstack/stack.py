@@ -1,4 +1,4 @@
-"""DevStack: the local Kafka + S3 stack without Docker, as one object (see ARCHITECTURE.md).
+"""DevStack: the local Kafka + S3 stack without Docker, as one object (see docs/ARCHITECTURE.md).
 
 ``up()`` is idempotent: services already running are left alone, topics and the bucket are ensured
 every time (both operations are idempotent). Everything derives from ``Settings().dev`` (ports,

@@ -204,7 +204,7 @@ class CatalogueEntry:
     version: str
     model: type[BaseModel]
     topic: str
-    # The payload field whose value is the Kafka key (ARCHITECTURE.md, "Keys"), snake_case.
+    # The payload field whose value is the Kafka key (docs/ARCHITECTURE.md, "Events and keys"), snake_case.
     key_field: str
     summary: str
 
