@@ -1,13 +1,16 @@
 """The reconciler: originals in the bucket that never got a `file.uploaded` get one now.
 
 Object-store notifications are fire-and-forget (versitygw sends them without retry), so a lost
-notification must not mean a lost photo. The reconciler reads which file ids already have a
-`file.uploaded` (from the `eventType` header and key alone, no body parsing), lists the originals,
-and publishes the missing events with the same deterministic ids the ingest stage would have used.
+notification must not mean a lost photo, nor a lost new version of one. The reconciler reads the
+event ids of every `file.uploaded` (filtered on the `eventType` header, then the id read from the
+body), lists the originals, and publishes the missing events with the same deterministic ids the
+ingest stage would have used: the id is a function of (bucket, key, etag), so a version already
+announced is recognised and a new one is not.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +43,7 @@ class ReconcileReport:
 
 
 def known_uploads(settings: Settings, timeout_s: float = 30.0) -> set[str]:
-    """File ids that have a `file.uploaded` on `files`, read from the start to the current end."""
+    """Event ids of the `file.uploaded` events on `files`, read from the start to the current end."""
     config = consumer_config(settings, f"darkroom.reconciler.{uuid.uuid4().hex}")
     config["enable.partition.eof"] = True
     consumer = Consumer(config)
@@ -58,8 +61,11 @@ def known_uploads(settings: Settings, timeout_s: float = 30.0) -> set[str]:
             for msg in consumer.consume(500, timeout=1.0):
                 if msg.error():
                     continue
-                if headers_dict(msg.headers()).get(H_EVENT_TYPE) == wanted and msg.key():
-                    seen.add(msg.key().decode())
+                if headers_dict(msg.headers()).get(H_EVENT_TYPE) == wanted and msg.value():
+                    try:
+                        seen.add(str(json.loads(msg.value())["eventId"]))
+                    except (ValueError, KeyError, TypeError):
+                        pass  # not an envelope: ingest never wrote it, and the gallery dead-letters it
                 if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                     ends.pop(msg.partition(), None)
         return seen
@@ -85,7 +91,7 @@ def reconcile(store: ObjectStore, publisher: Publisher, settings: Settings, grac
         except InvalidKey:
             report.invalid_keys.append(info.key)
             continue
-        if file_id in known:
+        if envelope.event_id in known:
             report.already_known += 1
         elif info.last_modified > cutoff:
             report.too_recent += 1
