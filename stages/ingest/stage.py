@@ -19,6 +19,8 @@ from pipeline.settings import Settings
 from pipeline.stage import Received
 from storage.keys import ORIGINALS_PREFIX, InvalidKey, parse_original_key, version_of
 
+# Objects under this prefix are uploads of originals: in a shoot (ORIGINALS_PREFIX) or refused with the reason.
+ORIGINALS_ROOT = ORIGINALS_PREFIX.split("/", 1)[0] + "/"
 _CREATED = "s3:ObjectCreated:"  # Put, Post, Copy, CompleteMultipartUpload
 _REMOVED = "s3:ObjectRemoved:"  # Delete, DeleteMarkerCreated
 
@@ -148,8 +150,9 @@ class IngestStage:
                 key = decode_record_key(raw, self._key_encoding)
             except InvalidKey as exc:
                 raise InvalidEvent(f"refusing {record.event_name} of untrusted key {raw!r}: {exc}") from exc
-            if not key.startswith(ORIGINALS_PREFIX):
+            if not key.startswith(ORIGINALS_ROOT):
                 continue  # renditions we wrote ourselves, or objects of other tools
+            # Under originals/ but not in a shoot (originals/loose.jpg) is an upload gone wrong: refused below.
             when = record.event_time.astimezone(UTC) if record.event_time else None
             try:
                 if created:

@@ -130,6 +130,7 @@ def test_a_delete_of_an_original_becomes_file_deleted_keyed_by_file_id() -> None
 @pytest.mark.parametrize("body", [
     {"Bucket": "Test-Bucket", "Event": "s3:TestEvent", "Service": "S3"},
     {"Records": [record("renditions/shoots/s1/f1/web.jpg")]},
+    {"Records": [record("assets/logo.png")]},
     {"Records": [record("renditions/shoots/s1/f1/web.jpg", event="s3:ObjectRemoved:Delete", etag=None)]},
     {"Records": [record("originals/shoots/s1/f1.jpg", event="s3:ObjectRestore:Completed")]},
     {"Records": [record("originals/shoots/s1/f1.jpg", bucket="someone-else")]},
@@ -147,6 +148,7 @@ def test_notifications_that_concern_no_original_are_skipped(body: dict) -> None:
     ("originals/shoots/s1/evil\u202egpj.jpg", "bidirectional control"),
     ("originals/shoots/s1/notes.txt", "not an accepted image type"),
     ("originals/shoots/loose.jpg", "not inside a shoot"),
+    ("originals/loose.jpg", "does not start with 'originals/shoots/'"),
 ])
 def test_untrusted_keys_are_refused_with_the_reason(key: str, reason: str) -> None:
     with pytest.raises(InvalidEvent, match=f"untrusted key.*{reason}"):
