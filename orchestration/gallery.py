@@ -7,7 +7,7 @@ exists for the latest version of a photo, it is shown and exactly one gallery.up
 on `galleries`, keyed by shoot id: change=added the first time, change=updated (with the version and
 the new rendition keys) for a later version, whose predecessor's renditions are then removed.
 Exactly one, because the state change and the outbox row are one transaction with the idempotency
-key, and the event id is a function of (shoot, file, change, version).
+key, and the event id is a function of (shoot, file, change, the event that made the change).
 
 State depends only on the events (timestamps are the events' `occurredAt`), so a replay of `files`
 from offset zero rebuilds it identically (`darkroom rebuild gallery`).
@@ -128,7 +128,7 @@ class GalleryStage(OrchestrationStage):
             GalleryUpdated(shoot_id=p.shoot_id, file_id=p.file_id, change=change, renditions=renditions,
                            photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at,
                            name=row["name"], version=p.version),
-            event_id=_gallery_event_id(p.shoot_id, p.file_id, change, version), cause=env,
+            event_id=_gallery_event_id(p.shoot_id, p.file_id, change, env.event_id), cause=env,
         )
 
     def _delete(self, tx: sqlite3.Connection, p: FileDeleted, event: Event[BaseModel], fx: Effects, when: str) -> None:
@@ -149,7 +149,7 @@ class GalleryStage(OrchestrationStage):
                 GalleryUpdated(shoot_id=p.shoot_id, file_id=p.file_id, change="removed",
                                photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at,
                                name=row["name"], version=row["shown_version"] or None),
-                event_id=_gallery_event_id(p.shoot_id, p.file_id, "removed", row["shown_version"] or ""), cause=env,
+                event_id=_gallery_event_id(p.shoot_id, p.file_id, "removed", env.event_id), cause=env,
             )
 
     def _remove_objects(self, keys: list[str], fx: Effects) -> None:
@@ -167,10 +167,12 @@ def _photo(tx: sqlite3.Connection, shoot_id: str, file_id: str) -> sqlite3.Row |
     return row
 
 
-def _gallery_event_id(shoot_id: str, file_id: str, change: str, version: str) -> str:
-    # With the shoot: before issue 11 a file id could be the same in two shoots, and the outbox keeps
-    # one row per event id, so the second shoot's photo was never announced.
-    return event_id("gallery.updated", shoot_id, file_id, change, version)
+def _gallery_event_id(shoot_id: str, file_id: str, change: str, cause_id: str) -> str:
+    # Of the event that made the change: a redelivery of it is stopped before (by the idempotency key),
+    # while the same change made again (a version put back, a photo uploaded again after its delete)
+    # is a new gallery.updated. With the shoot: before issue 11 a file id could be the same in two
+    # shoots, and the outbox keeps one row per event id, so the second shoot's photo was never announced.
+    return event_id("gallery.updated", shoot_id, file_id, change, cause_id)
 
 
 def _count(tx: sqlite3.Connection, shoot_id: str) -> int:

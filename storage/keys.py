@@ -208,13 +208,15 @@ def file_id_of(key: str) -> str:
     return f"{slugify(stem)}-{digest}"
 
 
-def version_of(etag: str) -> str:
-    """A short, id-safe name of one version (content) of an original, from its ETag.
+def version_of(upload: str) -> str:
+    """A short, id-safe name of one upload (PUT) of an original: 12 hex of SHA-256 of what identifies it.
 
-    It goes into rendition keys, so a new version is written at new keys and no cache in front of
-    the store can serve the old image under the new one's URL.
+    Ingest passes the id of the upload's `file.uploaded` event, which is the same for a redelivery
+    and new for every PUT, even of bytes put before. It goes into rendition keys, so every upload is
+    written at keys of its own: no cache serves an old image under a new URL, and no object the
+    gallery is removing (of a replaced or deleted upload) is ever the same object as one being made.
     """
-    return hashlib.sha256(etag.strip('"').encode()).hexdigest()[:_VERSION_HEX]
+    return hashlib.sha256(upload.encode()).hexdigest()[:_VERSION_HEX]
 
 
 def content_type_for(ext: str) -> str:

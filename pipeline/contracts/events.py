@@ -145,7 +145,7 @@ class FileUploaded(CamelModel):
     etag: str
     # The file name under the shoot as the photographer sees it (NFC), e.g. "IMG_0001 (1).JPG".
     name: str | None = Field(default=None, max_length=1024)
-    # This content of the original (storage.keys.version_of(etag)); renditions are written per version.
+    # This upload of the original (storage.keys.version_of); renditions are written per version.
     version: str | None = Field(default=None, pattern=_ID)
 
 

@@ -74,26 +74,36 @@ def decode_record_key(raw: str, encoding: KeyEncoding) -> str:
 
 
 def uploaded_event(bucket: str, key: str, size: int, etag: str, producer: str,
-                   occurred_at: datetime | None = None) -> tuple[str, Envelope]:
+                   occurred_at: datetime | None = None, put: str = "") -> tuple[str, Envelope]:
     """The `file.uploaded` envelope of an original, and its Kafka key (the file id).
 
-    The event id depends only on the object (bucket, key, etag), so the notification path and the
-    reconciler produce the same id for the same upload, and a new version (same key, new content)
-    gets a new one. Raises InvalidKey for an untrusted key.
+    The event id is a function of the object (bucket, key, etag) and of `put`, what tells this PUT
+    from another one of the same bytes: the record's time and sequencer for a notification, the
+    object's Last-Modified for the reconciler. So a redelivered notification is the same event, a
+    new version is a new one, and so is putting back earlier bytes (a retouch undone, a photo
+    deleted by mistake and uploaded again), which an id of (key, etag) alone would take for a
+    redelivery. The version (rendition keys) derives from the event id. Raises InvalidKey for an
+    untrusted key.
     """
     ref = parse_original_key(key)
     etag = etag.strip('"')
+    event_id = deterministic_id("file.uploaded", bucket, key, etag, *([put] if put else []))
     payload = FileUploaded(file_id=ref.file_id, shoot_id=ref.shoot_id, bucket=bucket, key=key, size=size, etag=etag,
-                           name=ref.name, version=version_of(etag))
-    envelope = build_envelope(
-        FILE_UPLOADED, "1.0.0", payload, subject=ref.file_id, producer=producer,
-        event_id=deterministic_id("file.uploaded", bucket, key, etag), occurred_at=occurred_at,
-    )
+                           name=ref.name, version=version_of(event_id))
+    envelope = build_envelope(FILE_UPLOADED, "1.0.0", payload, subject=ref.file_id, producer=producer,
+                              event_id=event_id, occurred_at=occurred_at)
     return ref.file_id, envelope
 
 
-def deleted_event(bucket: str, key: str, producer: str, occurred_at: datetime | None, sequencer: str | None
-                  ) -> tuple[str, Envelope]:
+def record_put(event_time: datetime | None, sequencer: str | None) -> str:
+    """What identifies one notification of a store: its time and sequencer (both absent: '')."""
+    if event_time is None and not sequencer:
+        return ""
+    return f"{event_time.isoformat() if event_time else ''}|{sequencer or ''}"
+
+
+def deleted_event(bucket: str, key: str, producer: str, occurred_at: datetime | None, sequencer: str | None = None,
+                  file_id: str | None = None) -> tuple[str, Envelope]:
     """The `file.deleted` envelope of an original the store reports deleted, and its Kafka key (the file id).
 
     Keyed by file id like the file's other events, so it is ordered after the uploads it undoes. The
@@ -101,13 +111,13 @@ def deleted_event(bucket: str, key: str, producer: str, occurred_at: datetime | 
     and a later delete of the same key after a new upload gives a new one.
     """
     ref = parse_original_key(key)
-    payload = FileDeleted(file_id=ref.file_id, shoot_id=ref.shoot_id, key=key, reason="deleted from the object store")
-    when = occurred_at.isoformat() if occurred_at else ""
+    file_id = file_id or ref.file_id  # the reconciler names files announced before file ids hashed the key
+    payload = FileDeleted(file_id=file_id, shoot_id=ref.shoot_id, key=key, reason="deleted from the object store")
     envelope = build_envelope(
-        FILE_DELETED, "1.0.0", payload, subject=ref.file_id, producer=producer,
-        event_id=deterministic_id("file.deleted", bucket, key, when, sequencer or ""), occurred_at=occurred_at,
+        FILE_DELETED, "1.0.0", payload, subject=file_id, producer=producer,
+        event_id=deterministic_id("file.deleted", bucket, key, record_put(occurred_at, sequencer)), occurred_at=occurred_at,
     )
-    return ref.file_id, envelope
+    return file_id, envelope
 
 
 class IngestStage:
@@ -157,7 +167,8 @@ class IngestStage:
             try:
                 if created:
                     file_id, envelope = uploaded_event(
-                        self._bucket, key, record.s3.object.size, record.s3.object.e_tag or "", self._producer, when)
+                        self._bucket, key, record.s3.object.size, record.s3.object.e_tag or "", self._producer, when,
+                        record_put(when, record.s3.object.sequencer))
                 else:
                     file_id, envelope = deleted_event(self._bucket, key, self._producer, when, record.s3.object.sequencer)
             except InvalidKey as exc:

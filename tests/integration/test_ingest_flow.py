@@ -68,6 +68,13 @@ def test_the_reconciler_emits_file_uploaded_for_originals_whose_notification_was
         store.put(keys[0], b"\xff\xd8\xff\xe0", content_type="image/jpeg")
         third = reconcile(store, publisher, lost, grace_s=0)
         assert third.emitted == [file_id_of(keys[0])] and third.already_known == 1
+        # A deletion whose notification was lost is announced too, once.
+        store.delete(keys[1])
+        fourth = reconcile(store, publisher, lost, grace_s=0)
+        assert fourth.deleted == [file_id_of(keys[1])] and fourth.emitted == []
+        deleted = files.until(lambda s: bool(events_of(s, "file.deleted", {file_id_of(keys[1])})), 30)
+        assert events_of(deleted, "file.deleted", {file_id_of(keys[1])})[0].envelope().data["key"] == keys[1]
+        assert reconcile(store, publisher, lost, grace_s=0).deleted == []
         # Younger than the grace period: left to the notification path.
         store.put(f"originals/shoots/{shoot_id}/orphan-3.jpg", b"\xff\xd8\xff", content_type="image/jpeg")
         assert reconcile(store, publisher, lost, grace_s=3600).too_recent == 1

@@ -233,8 +233,14 @@ def test_an_original_deleted_with_boto3_loses_its_renditions_and_its_place_in_th
     assert [p.name for p in gallery_photos(db(env).conn(), shoot)] == ["keep me.jpg"]
     assert shoot in darkroom(env, "gallery", shoot) and "delete me" not in darkroom(env, "gallery", shoot)
 
+    # Deleted by mistake, uploaded again with the same bytes: it is a new upload, and comes back.
+    s3.put_object(Bucket=settings.storage.bucket, Key=doomed, Body=solid((100, 100, 100)))
+    galleries.until(lambda seen: len(gallery_events(seen, fileId=file_id_of(doomed), change="added")) == 2, 180)
+    assert sorted(p.name for p in gallery_photos(db(env).conn(), shoot)) == ["delete me.jpg", "keep me.jpg"]
+
     quiet(settings, galleries)
-    assert [e.data["change"] for e in gallery_events(galleries.seen, fileId=file_id_of(doomed))] == ["added", "removed"]
+    changes = [e.data["change"] for e in gallery_events(galleries.seen, fileId=file_id_of(doomed))]
+    assert changes == ["added", "removed", "added"]
 
 
 def test_a_multipart_upload_of_a_20_mb_photo_is_processed_once(

@@ -35,10 +35,11 @@ def ev(payload: BaseModel, event_id: str) -> Event[BaseModel]:
     return default_registry().decode(message.value)
 
 
-def uploaded(shoot: str, etag: str, name: str = NAME) -> FileUploaded:
+def uploaded(shoot: str, etag: str, put: str = "", name: str = NAME) -> FileUploaded:
+    """One upload (PUT) of the photo: `put` tells apart two uploads of the same bytes."""
     key = f"originals/shoots/{shoot}/{name}"
     return FileUploaded(file_id=file_id_of(key), shoot_id=shoot, bucket="b", key=key, size=1, etag=etag, name=name,
-                        version=version_of(etag))
+                        version=version_of(f"{shoot}|{etag}|{put}"))
 
 
 def processed(up: FileUploaded, rendition: str) -> FileProcessed:
@@ -53,9 +54,10 @@ def published(db: Database) -> list[dict]:
 
 
 def complete(gallery: GalleryStage, up: FileUploaded) -> None:
-    gallery.apply_once(ev(up, f"up-{up.shoot_id}-{up.etag}"))
+    """One upload's events, with ids as the pipeline derives them: from the upload."""
+    gallery.apply_once(ev(up, f"up-{up.version}"))
     for r in ("web", "thumb"):
-        gallery.apply_once(ev(processed(up, r), f"p-{up.shoot_id}-{up.etag}-{r}"))
+        gallery.apply_once(ev(processed(up, r), f"p-{up.version}-{r}"))
 
 
 @pytest.fixture
@@ -77,9 +79,9 @@ def test_a_photo_is_shown_under_its_name(db: Database, gallery: GalleryStage) ->
     up = uploaded("s1", "e1")
     complete(gallery, up)
     [added] = published(db)
-    assert (added["change"], added["name"], added["version"]) == ("added", NAME, version_of("e1"))
+    assert (added["change"], added["name"], added["version"]) == ("added", NAME, uploaded("s1", "e1").version)
     [photo] = gallery_photos(db.conn(), "s1")
-    assert (photo.name, photo.version) == (NAME, version_of("e1"))
+    assert (photo.name, photo.version) == (NAME, uploaded("s1", "e1").version)
 
 
 def test_a_new_version_keeps_the_old_one_shown_until_complete_then_publishes_one_update(
@@ -95,7 +97,7 @@ def test_a_new_version_keeps_the_old_one_shown_until_complete_then_publishes_one
     gallery.apply_once(ev(processed(v2, "thumb"), "p-v2-thumb"))
     gallery.apply_once(ev(processed(v2, "thumb"), "p-v2-thumb"))  # redelivered
     added, updated = published(db)
-    assert (updated["change"], updated["version"], updated["photoCount"]) == ("updated", version_of("e2"), 1)
+    assert (updated["change"], updated["version"], updated["photoCount"]) == ("updated", uploaded("s1", "e2").version, 1)
     new_keys = {r["key"] for r in updated["renditions"]}
     assert new_keys.isdisjoint(old_keys), "new URLs, so no cache serves the old image"
     [photo] = gallery_photos(db.conn(), "s1")
@@ -141,9 +143,22 @@ def test_a_delete_removes_renditions_and_entry_once(db: Database, gallery: Galle
     assert [e["change"] for e in published(db)] == ["added", "removed"]
     assert published(db)[1]["photoCount"] == 0 and gallery_photos(db.conn(), "s1") == []
     assert set(store.deleted) == {processed(up, r).key for r in ("web", "thumb")}
-    # New content under the same key after the delete: the photo comes back.
-    complete(gallery, uploaded("s1", "e2"))
+    # The same bytes uploaded again after the delete (a new PUT, so new event ids): the photo comes back.
+    complete(gallery, uploaded("s1", "e1", put="#2"))
     assert [e["change"] for e in published(db)] == ["added", "removed", "added"]
+    assert [p.name for p in gallery_photos(db.conn(), "s1")] == [NAME]
+
+
+def test_a_version_put_back_is_shown_again_with_one_update_each_time(db: Database, gallery: GalleryStage) -> None:
+    # The retouch undone, redone, undone: A's bytes, B's, A's again, each a new upload.
+    puts = [uploaded("s1", "ea"), uploaded("s1", "eb"), uploaded("s1", "ea", "#2"), uploaded("s1", "eb", "#2"),
+            uploaded("s1", "ea", "#3")]
+    for up in puts:
+        complete(gallery, up)
+    assert [(e["change"], e["version"]) for e in published(db)] == [
+        ("added", puts[0].version), *[("updated", up.version) for up in puts[1:]]]
+    [photo] = gallery_photos(db.conn(), "s1")
+    assert {r[1] for r in photo.renditions} == {processed(puts[-1], r).key for r in ("web", "thumb")}
 
 
 def test_a_replay_rebuilds_the_same_state_and_deletes_nothing(tmp_path: Path, db: Database, gallery: GalleryStage) -> None:

@@ -46,15 +46,25 @@ def test_a_put_of_an_original_becomes_file_uploaded_keyed_by_file_id() -> None:
     event = default_registry().decode(out.value)
     assert event.payload.model_dump() == {
         "file_id": file_id_of(key), "shoot_id": "s1", "bucket": "darkroom", "key": key,
-        "size": 5, "etag": ETAG, "name": "f1.jpg", "version": version_of(ETAG),
+        "size": 5, "etag": ETAG, "name": "f1.jpg", "version": version_of(event.envelope.event_id),
     }
     assert event.envelope.subject == file_id_of(key) and event.envelope.correlation_id == event.envelope.event_id
 
 
-def test_the_event_id_is_the_same_from_the_notification_and_the_reconciler() -> None:
-    [out] = ingest(record("originals/shoots/s1/f1.jpg"))
-    _, envelope = uploaded_event("darkroom", "originals/shoots/s1/f1.jpg", 5, ETAG, "reconciler")
-    assert Envelope.from_bytes(out.value).event_id == envelope.event_id
+def test_a_redelivery_is_the_same_event_but_the_same_bytes_put_again_are_a_new_upload() -> None:
+    key = "originals/shoots/s1/f1.jpg"
+    [first], [again] = ingest(record(key)), ingest(record(key))
+    # Put back later (a retouch undone, a photo deleted by mistake and uploaded again): same ETag.
+    [later] = ingest(record(key, time="2026-11-26T19:30:00Z", sequencer="12"))
+    ids = [Envelope.from_bytes(m.value).event_id for m in (first, again, later)]
+    assert ids[0] == ids[1] != ids[2]
+    assert first.key == later.key, "the same file, so it stays in order behind what came before"
+    versions = [default_registry().decode(m.value).payload.version for m in (first, again, later)]
+    assert versions[0] == versions[1] != versions[2], "each upload's renditions at keys of their own"
+    # The reconciler's event for the same object (its notification lost) is deterministic too.
+    reconciled = [uploaded_event("darkroom", key, 5, ETAG, "reconciler", None, "reconciled|2026-11-26T19:15:04+00:00")
+                  for _ in range(2)]
+    assert reconciled[0][1].event_id == reconciled[1][1].event_id and reconciled[0][0] == first.key.decode()
 
 
 NAMES = ["IMG_0001 (1).JPG", "a+b.jpg", "Tom & Jerry #2.jpeg", "100%.png", unicodedata.normalize("NFC", "Café.jpg"),
@@ -97,8 +107,9 @@ def test_a_multipart_upload_is_an_upload() -> None:
     rec = record("originals/shoots/s1/big.jpg", event="s3:ObjectCreated:CompleteMultipartUpload",
                  etag="37b0b951c60d3eaeda0603646bb26db8-3")
     [out] = ingest(rec)
-    data = default_registry().decode(out.value).payload
-    assert data.etag == "37b0b951c60d3eaeda0603646bb26db8-3" and data.version == version_of(data.etag)
+    event = default_registry().decode(out.value)
+    assert event.payload.etag == "37b0b951c60d3eaeda0603646bb26db8-3"
+    assert event.payload.version == version_of(event.envelope.event_id)
 
 
 def test_a_new_version_is_a_new_event_and_a_redelivery_is_the_same_event() -> None:
