@@ -70,7 +70,7 @@ def _gallery_html(shoot: str, photos: list[GalleryPhoto], store: ObjectStore) ->
         shown = links.get("thumb") or next(iter(links.values()))
         full = links.get("proof") or links.get("web") or shown
         cards.append(f'<figure><a href="{html.escape(full)}"><img src="{html.escape(shown)}" loading="lazy"></a>'
-                     f"<figcaption>{html.escape(photo.file_id)}</figcaption></figure>")
+                     f"<figcaption>{html.escape(photo.name)}</figcaption></figure>")
     return (
         f"<!doctype html><meta charset=utf-8><title>darkroom · {html.escape(shoot)}</title>"
         "<style>body{font:14px system-ui;margin:2em}main{display:grid;grid-template-columns:repeat(auto-fill,"
@@ -147,7 +147,7 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         table.add_column(column, overflow="fold")
     for photo in gallery:
         for name, key, width, height, size, fmt in photo.renditions:
-            table.add_row(photo.file_id, name, f"{width}×{height}", fmt, str(size // 1024), key)
+            table.add_row(photo.name, name, f"{width}×{height}", fmt, str(size // 1024), key)
     Console(width=160).print(table)
     page = stack.data_dir / f"gallery-{shoot_id}.html"
     page.write_text(_gallery_html(shoot_id, gallery, store))

@@ -159,11 +159,11 @@ def gallery_command(settings: Settings, shoot_id: str) -> None:
     photos = gallery_photos(open_db(settings).conn(), shoot_id)
     store = open_store(settings.storage)
     table = Table(title=f"gallery {shoot_id}: {len(photos)} photo(s)")
-    for column in ("photo", "rendition", "size", "KB", "link"):
+    for column in ("photo", "file id", "rendition", "size", "KB", "link"):
         table.add_column(column, overflow="fold")
     for photo in photos:
         for name, key, width, height, size, _fmt in photo.renditions:
-            table.add_row(photo.file_id, name, f"{width}×{height}", str(size // 1024),
+            table.add_row(photo.name, photo.file_id, name, f"{width}×{height}", str(size // 1024),
                           store.presign_get(key, settings.orchestration.link_expiry_s))
     Console(width=250).print(table)
 
@@ -176,15 +176,22 @@ def photo_group() -> None:
 @photo_group.command("delete")
 @click.argument("file_id")
 @click.option("--shoot", "shoot_id", required=True)
-@click.option("--ext", default="jpg", show_default=True, help="Extension of the original.")
+@click.option("--ext", default="jpg", show_default=True,
+              help="Extension of the original, for a photo the gallery does not know the key of.")
 @click.pass_obj
 def photo_delete(settings: Settings, file_id: str, shoot_id: str, ext: str) -> None:
     """Delete the original and publish file.deleted (the gallery removes renditions and entry)."""
+    row = open_db(settings).conn().execute("SELECT key, version FROM gallery_photos WHERE shoot_id = ? AND file_id = ?",
+                                           (shoot_id, file_id)).fetchone()
+    key = row["key"] if row is not None and row["key"] else original_key(shoot_id, file_id, ext)
     try:
-        open_store(settings.storage).delete(original_key(shoot_id, file_id, ext))
+        open_store(settings.storage).delete(key)
     except StorageError as exc:
         raise click.ClickException(f"could not delete the original: {exc}") from exc
-    publish_event(settings, FileDeleted(file_id=file_id, shoot_id=shoot_id), deterministic_id("file.deleted", file_id))
+    # Per version: deleting, uploading again and deleting again is a second deletion.
+    version = row["version"] if row is not None else ""
+    publish_event(settings, FileDeleted(file_id=file_id, shoot_id=shoot_id, key=key),
+                  deterministic_id("file.deleted", shoot_id, file_id, version))
     click.echo(f"photo {file_id} deleted")
 
 

@@ -17,7 +17,27 @@ from pathlib import Path
 
 from pipeline.settings import Settings
 
-_SCHEMA = """
+# No ";" inside comments here: _migrate_gallery splits this on it.
+_GALLERY_SCHEMA = """
+-- The gallery read model, by (shoot, file): a photo is `pending` until every declared rendition of
+-- its latest `version` exists, then `complete`, showing `shown_version` until a newer version is
+-- complete too. Version '' = made before versions existed (storage.keys.rendition_key).
+CREATE TABLE IF NOT EXISTS gallery_photos (
+    file_id TEXT NOT NULL, shoot_id TEXT NOT NULL, status TEXT NOT NULL,
+    correlation_id TEXT NOT NULL, updated_at TEXT NOT NULL,
+    name TEXT, key TEXT, version TEXT NOT NULL DEFAULT '', shown_version TEXT,
+    PRIMARY KEY (shoot_id, file_id)
+);
+CREATE INDEX IF NOT EXISTS gallery_by_shoot ON gallery_photos (shoot_id, status);
+CREATE TABLE IF NOT EXISTS gallery_renditions (
+    file_id TEXT NOT NULL, rendition TEXT NOT NULL, shoot_id TEXT NOT NULL, key TEXT NOT NULL,
+    width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL, format TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (shoot_id, file_id, version, rendition)
+);
+"""
+
+_SCHEMA = _GALLERY_SCHEMA + """
 -- Idempotency keys: an event id is recorded in the same transaction as the state it changed.
 CREATE TABLE IF NOT EXISTS processed (
     consumer TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (consumer, event_id)
@@ -54,17 +74,6 @@ CREATE TABLE IF NOT EXISTS invites (
     status TEXT NOT NULL, correlation_id TEXT NOT NULL, created_at TEXT NOT NULL,
     sent_at TEXT, message_id TEXT, accepted_at TEXT, UNIQUE (shoot_id, user_id)
 );
--- The gallery read model: a photo is `pending` until every declared rendition exists.
-CREATE TABLE IF NOT EXISTS gallery_photos (
-    file_id TEXT PRIMARY KEY, shoot_id TEXT NOT NULL, status TEXT NOT NULL,
-    correlation_id TEXT NOT NULL, updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS gallery_by_shoot ON gallery_photos (shoot_id, status);
-CREATE TABLE IF NOT EXISTS gallery_renditions (
-    file_id TEXT NOT NULL, rendition TEXT NOT NULL, shoot_id TEXT NOT NULL, key TEXT NOT NULL,
-    width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL, format TEXT NOT NULL,
-    PRIMARY KEY (file_id, rendition)
-);
 -- The notifier's view: who the client of a shoot is, and gallery changes not yet mailed.
 CREATE TABLE IF NOT EXISTS notify_shoots (
     shoot_id TEXT PRIMARY KEY, title TEXT NOT NULL, client_email TEXT NOT NULL, correlation_id TEXT NOT NULL
@@ -92,8 +101,43 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a committed idempotency key must survive a power cut
     conn.execute("PRAGMA busy_timeout=60000")
+    _migrate_gallery(conn)
     conn.executescript(_SCHEMA)
     return conn
+
+
+def _migrate_gallery(conn: sqlite3.Connection) -> None:
+    """Move a gallery read model keyed by file id alone (before issue 11) to (shoot, file, version) keys.
+
+    Rows are copied as they are, with version '' (the unversioned rendition keys they point at), and
+    shown_version '' for complete photos, so existing galleries keep showing. Rows that two shoots
+    shared under one file id cannot be told apart here: `darkroom rebuild gallery` replays `files`
+    into the new tables, which separates them (the events always carried the shoot).
+    """
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(gallery_photos)")}
+    if not columns or "shown_version" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "shown_version" not in {r[1] for r in conn.execute("PRAGMA table_info(gallery_photos)")}:
+            conn.execute("ALTER TABLE gallery_photos RENAME TO gallery_photos_v0")
+            conn.execute("ALTER TABLE gallery_renditions RENAME TO gallery_renditions_v0")
+            conn.execute("DROP INDEX IF EXISTS gallery_by_shoot")
+            for statement in _GALLERY_SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO gallery_photos (file_id, shoot_id, status, correlation_id, updated_at, version, shown_version)"
+                " SELECT file_id, shoot_id, status, correlation_id, updated_at, '',"
+                " CASE status WHEN 'complete' THEN '' END FROM gallery_photos_v0")
+            conn.execute("INSERT INTO gallery_renditions (file_id, rendition, shoot_id, key, width, height, bytes, format)"
+                         " SELECT file_id, rendition, shoot_id, key, width, height, bytes, format FROM gallery_renditions_v0")
+            conn.execute("DROP TABLE gallery_photos_v0")
+            conn.execute("DROP TABLE gallery_renditions_v0")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @contextlib.contextmanager

@@ -46,6 +46,9 @@ class StorageSettings(BaseModel):
     read_timeout_s: float = 30.0
     # PEM bundle of the CA(s) that signed an https endpoint's certificate (a private CA); unset = certifi's.
     ca_bundle: Path | None = None
+    # How the store writes object keys into its event records: `raw` = the key itself (versitygw,
+    # Ceph RGW), `url` = URL-encoded with '+' for a space (AWS S3, MinIO). Ingest decodes accordingly.
+    event_key_encoding: Literal["raw", "url"] = "raw"
 
 
 class WorkerSettings(BaseModel):

@@ -114,13 +114,14 @@ class RenditionStage(EventStage):
         made = [(name, self._makers[name](data)) for name in names]
         out: list[Outgoing] = []
         for name, rendition in made:
-            key = rendition_key(payload.shoot_id, payload.file_id, name, rendition.ext)
+            # Per version of the original: a new version gets new keys, so no cache serves the old image.
+            key = rendition_key(payload.shoot_id, payload.file_id, name, rendition.ext, payload.version)
             # Same key on every redelivery: a redo overwrites, it never adds a second object.
             self._store.put(key, rendition.data, content_type=rendition.content_type)
             processed = FileProcessed(
                 file_id=payload.file_id, shoot_id=payload.shoot_id, rendition=name, bucket=self._store.bucket,
                 key=key, width=rendition.width, height=rendition.height, bytes=len(rendition.data),
-                format=rendition.format, source_event_id=event.envelope.event_id,
+                format=rendition.format, source_event_id=event.envelope.event_id, version=payload.version,
             )
             envelope = build_envelope(
                 FILE_PROCESSED, "1.0.0", processed, subject=payload.file_id, producer=self._producer,

@@ -12,9 +12,11 @@ from storage.keys import (
     ORIGINALS_PREFIX,
     InvalidKey,
     OriginalRef,
+    file_id_of,
     original_key,
     parse_original_key,
     rendition_key,
+    version_of,
 )
 from storage.port import ObjectInfo, ObjectStore
 
@@ -27,8 +29,10 @@ __all__ = [
     "OriginalRef",
     "StorageError",
     "StorageUnavailable",
+    "file_id_of",
     "open_store",
     "original_key",
     "parse_original_key",
     "rendition_key",
+    "version_of",
 ]

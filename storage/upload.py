@@ -1,14 +1,13 @@
 """Upload original photos of a shoot to the object store.
 
-A photo's file id is derived from its name and content, so uploading the same photo twice
+A photo's object name is derived from its name and content, so uploading the same photo twice
 writes the same key (no duplicate in the gallery) while two different photos that happen to share
-a file name get different ids.
+a file name get different keys. Its file id is then that of any original: `storage.keys.file_id_of`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -16,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import StorageError, StorageUnavailable
-from storage.keys import ALLOWED_EXTENSIONS, InvalidKey, content_type_for, original_key
+from storage.keys import ALLOWED_EXTENSIONS, InvalidKey, content_type_for, file_id_of, original_key, slugify
 from storage.port import ObjectStore
 
-_SLUG_MAX = 40
+__all__ = ["UploadResult", "expand_paths", "object_name_for", "slugify", "upload_files"]
+
 _HASH_HEX = 10
 
 
@@ -40,19 +40,11 @@ class UploadResult:
         return self.error is None
 
 
-def slugify(stem: str) -> str:
-    """Lower-case ``stem`` reduced to ``[a-z0-9-]``, at most 40 characters ("photo" if nothing is left)."""
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_stem.lower()).strip("-")
-    slug = slug[:_SLUG_MAX].rstrip("-")
-    return slug or "photo"
+def object_name_for(path: Path, content: bytes, shoot_id: str) -> str:
+    """Object name (key stem) of a photo in a shoot: slug of its stem, '-', 10 hex of SHA-256(shoot id, bytes).
 
-
-def file_id_for(path: Path, content: bytes, shoot_id: str) -> str:
-    """File id of a photo in a shoot: slug of its stem, '-', 10 hex digits of SHA-256(shoot id, bytes).
-
-    Files are keyed by file id across the platform, so the same photo in two shoots must get two
-    ids; the same photo uploaded twice to one shoot gets the same id (the upload is idempotent).
+    The same photo uploaded twice to one shoot gets the same key (the upload is idempotent); two
+    photos that share a file name get two keys.
     """
     digest = hashlib.sha256(shoot_id.encode() + b"\0" + content).hexdigest()
     return f"{slugify(path.stem)}-{digest[:_HASH_HEX]}"
@@ -90,9 +82,9 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
 
 def _upload_one(store: ObjectStore, path: Path, shoot_id: str) -> UploadResult:
     content = path.read_bytes()
-    file_id = file_id_for(path, content, shoot_id)
     ext = _extension(path)
-    key = original_key(shoot_id, file_id, ext)
+    key = original_key(shoot_id, object_name_for(path, content, shoot_id), ext)
+    file_id = file_id_of(key)
     try:
         info = store.put(
             key, content, content_type=content_type_for(ext), metadata={"original-name": _ascii_name(path)}

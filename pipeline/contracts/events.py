@@ -143,6 +143,10 @@ class FileUploaded(CamelModel):
     key: str
     size: int = Field(ge=0)
     etag: str
+    # The file name under the shoot as the photographer sees it (NFC), e.g. "IMG_0001 (1).JPG".
+    name: str | None = Field(default=None, max_length=1024)
+    # This upload of the original (storage.keys.version_of); renditions are written per version.
+    version: str | None = Field(default=None, pattern=_ID)
 
 
 class FileProcessed(CamelModel):
@@ -158,6 +162,8 @@ class FileProcessed(CamelModel):
     bytes: int = Field(ge=1)
     format: str
     source_event_id: str
+    # The version of the original it was made from (absent: made before versions existed).
+    version: str | None = Field(default=None, pattern=_ID)
 
 
 class FileDeleted(CamelModel):
@@ -166,6 +172,8 @@ class FileDeleted(CamelModel):
     file_id: str = Field(pattern=_ID)
     shoot_id: str = Field(pattern=_ID)
     reason: str | None = Field(default=None, max_length=500)
+    # The original's key, when the deletion comes from the store.
+    key: str | None = None
 
 
 # -- galleries ------------------------------------------------------------------------------------
@@ -183,14 +191,17 @@ class GalleryRendition(CamelModel):
 
 
 class GalleryUpdated(CamelModel):
-    """A photo entered (every declared rendition exists) or left a shoot's gallery."""
+    """A photo entered (every declared rendition exists), changed (a new version's renditions all exist) or left a gallery."""
 
     shoot_id: str = Field(pattern=_ID)
     file_id: str = Field(pattern=_ID)
-    change: Literal["added", "removed"]
+    change: Literal["added", "removed", "updated"]
     renditions: list[GalleryRendition] = Field(default_factory=list)
     photo_count: int = Field(ge=0)
     updated_at: datetime
+    # The photo's file name (NFC) and the version of the original its renditions show.
+    name: str | None = Field(default=None, max_length=1024)
+    version: str | None = Field(default=None, pattern=_ID)
 
 
 # -- the catalogue --------------------------------------------------------------------------------

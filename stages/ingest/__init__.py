@@ -1,14 +1,17 @@
-"""The ingest stage: store notifications → `file.uploaded`, and the reconciler that finds what notifications lost."""
+"""The ingest stage: store notifications → `file.uploaded` / `file.deleted`, and the reconciler that finds what notifications lost."""
 
 from stages.ingest.cli import reconcile_command
-from stages.ingest.reconciler import ReconcileReport, known_uploads, reconcile
-from stages.ingest.stage import IngestStage, build_stage, uploaded_event
+from stages.ingest.reconciler import Announced, ReconcileReport, announced, reconcile
+from stages.ingest.stage import IngestStage, build_stage, decode_record_key, deleted_event, uploaded_event
 
 __all__ = [
+    "Announced",
     "IngestStage",
     "ReconcileReport",
+    "announced",
     "build_stage",
-    "known_uploads",
+    "decode_record_key",
+    "deleted_event",
     "reconcile",
     "reconcile_command",
     "uploaded_event",

@@ -18,7 +18,7 @@ from storage.factory import open_store
               help="Leave originals younger than this many seconds to the notification path.")
 @click.pass_obj
 def reconcile_command(settings: Settings, grace_s: float) -> None:
-    """List originals, find those with no `file.uploaded` on `files`, and publish it for them."""
+    """Announce originals whose current version has no `file.uploaded` on `files`, and deletions never announced."""
     publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
     try:
         report = reconcile(open_store(settings.storage), publisher, settings, grace_s)
@@ -32,7 +32,10 @@ def reconcile_command(settings: Settings, grace_s: float) -> None:
         publisher.close()
     click.echo(
         f"originals: {report.listed}; already ingested: {report.already_known}; "
-        f"too recent: {report.too_recent}; emitted: {len(report.emitted)}; refused keys: {len(report.invalid_keys)}"
+        f"too recent: {report.too_recent}; emitted: {len(report.emitted)}; deleted: {len(report.deleted)}; "
+        f"refused keys: {len(report.invalid_keys)}"
     )
     for file_id in report.emitted:
         click.echo(f"emitted file.uploaded for {file_id}")
+    for file_id in report.deleted:
+        click.echo(f"emitted file.deleted for {file_id}")

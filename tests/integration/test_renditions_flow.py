@@ -85,7 +85,7 @@ def test_twenty_uploads_produce_every_declared_rendition_once(
         expected = {"web": web_size, "proof": web_size, "thumb": (400, 400)}[name]
         assert (data["width"], data["height"]) == expected, (file_id, name)
         ext = {"web": "jpg", "proof": "jpg", "thumb": "webp"}[name]
-        assert data["key"] == rendition_key(shoot_id, file_id, name, ext)
+        assert data["key"] == rendition_key(shoot_id, file_id, name, ext, uploaded[file_id].envelope().data["version"])
         stored = pyvips.Image.new_from_buffer(store.get(data["key"]), "")
         assert (stored.width, stored.height) == expected
         assert stored.get("vips-loader").startswith("webpload" if name == "thumb" else "jpegload")

@@ -91,10 +91,9 @@ def test_a_dead_letter_whose_cause_was_fixed_is_redriven_once_and_processed(
     files, dlq = watch(FILES), watch(DEAD_LETTER_QUEUE)
     start_worker("resize")  # no ingest: the only file.uploaded events are the ones this test sends
     photo = sample_jpeg(800, 600, 91_000)
-    file_id = f"late-{hashlib.sha256(photo).hexdigest()[:10]}"
-    key = original_key(shoot_id, file_id, "jpg")
+    key = original_key(shoot_id, f"late-{hashlib.sha256(photo).hexdigest()[:10]}", "jpg")
     etag = hashlib.md5(photo).hexdigest()  # noqa: S324 - what S3 computes for a single PUT
-    _fid, uploaded = uploaded_event(store.bucket, key, len(photo), etag, "test")
+    file_id, uploaded = uploaded_event(store.bucket, key, len(photo), etag, "test")
     publisher = Publisher(producer_config(settings))
     try:
         publisher.publish_all([Outgoing.event(FILES, file_id, uploaded)])

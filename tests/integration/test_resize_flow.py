@@ -13,6 +13,7 @@ from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.envelope import Envelope
 from pipeline.settings import Settings
+from pipeline.watch import TopicWatcher
 from storage import ObjectStore, rendition_key
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos
@@ -27,6 +28,11 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def version(files: TopicWatcher, file_id: str) -> str:
+    """The version of the original that `file.uploaded` announced: its renditions are written under it."""
+    return str(uploaded_events(files, {file_id})[file_id].envelope().data["version"])
 
 SIZES = [(3000, 2000), (2000, 3000), (2400, 2400), (1600, 1200)]
 
@@ -52,7 +58,7 @@ def test_twenty_uploads_yield_exactly_one_processed_each_with_the_rendition_stor
     for file_id, [seen] in by_id.items():
         data = seen.envelope().data
         assert (data["width"], data["height"]) == expected_size(*size_of[file_id])
-        assert data["key"] == rendition_key(shoot_id, file_id, "web", "jpg")
+        assert data["key"] == rendition_key(shoot_id, file_id, "web", "jpg", version(files, file_id))
         stored = pyvips.Image.new_from_buffer(store.get(data["key"]), "")
         assert (stored.width, stored.height) == (data["width"], data["height"])
         assert data["bytes"] == store.head(data["key"]).size
@@ -84,9 +90,9 @@ def test_sigkill_mid_batch_loses_nothing_and_redelivery_overwrites_the_same_keys
     for file_id in ids:
         events = [s.envelope() for s in events_of(files.seen, FILE_PROCESSED, {file_id})]
         # A redelivered photo may be processed twice, but the output is the same object and the same event id.
-        assert {e.data["key"] for e in events} == {rendition_key(shoot_id, file_id, "web", "jpg")}
+        assert {e.data["key"] for e in events} == {rendition_key(shoot_id, file_id, "web", "jpg", version(files, file_id))}
         assert len({e.event_id for e in events}) == 1
-        assert store.exists(rendition_key(shoot_id, file_id, "web", "jpg"))
+        assert store.exists(rendition_key(shoot_id, file_id, "web", "jpg", version(files, file_id)))
     assert set(by_id) == ids
 
 
@@ -141,7 +147,7 @@ def test_bad_files_go_to_the_dead_letter_queue_and_later_photos_in_their_partiti
         later = [g for g in good_ids if uploaded[g].partition == spot.partition and uploaded[g].offset > spot.offset]
         assert later, f"no good photo after {bad_id} in partition {spot.partition}"
         # ... and they were processed although the bad photo before them failed.
-        assert all(store.exists(rendition_key(shoot_id, g, "web", "jpg")) for g in later)
+        assert all(store.exists(rendition_key(shoot_id, g, "web", "jpg", version(files, g))) for g in later)
 
 
 def test_sigterm_finishes_in_flight_photos_and_commits_them(
@@ -212,7 +218,7 @@ def test_a_second_worker_joining_mid_batch_takes_partitions_and_nothing_is_lost(
     for file_id in ids:
         events = [s.envelope() for s in events_of(files.seen, FILE_PROCESSED, {file_id})]
         assert len({e.event_id for e in events}) == 1
-        assert store.exists(rendition_key(shoot_id, file_id, "web", "jpg"))
+        assert store.exists(rendition_key(shoot_id, file_id, "web", "jpg", version(files, file_id)))
     dlq.poll(0.5)
     assert not [d for d in dead_letters(dlq) if d.key and d.key.decode() in ids]
     assert not any("drain timed out" in line for line in first.lines)
