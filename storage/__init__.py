@@ -16,7 +16,7 @@ from storage.keys import (
     parse_original_key,
     rendition_key,
 )
-from storage.port import ObjectInfo, ObjectStore
+from storage.port import ObjectInfo, ObjectStore, PresignedPost
 
 __all__ = [
     "ORIGINALS_PREFIX",
@@ -25,6 +25,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "OriginalRef",
+    "PresignedPost",
     "StorageError",
     "StorageUnavailable",
     "open_store",

@@ -22,6 +22,22 @@ class ObjectInfo:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class PresignedPost:
+    """A browser upload form: POST `fields` plus `key` and `file` as multipart/form-data to `url`.
+
+    The store checks the signed policy: the key must start with `prefix`, the body must be at
+    most `max_bytes` and the Content-Type field must start with `image/`. Anything else is refused
+    by the store itself (403), so the server that handed out the form never carries the bytes.
+    """
+
+    url: str
+    fields: dict[str, str]
+    prefix: str
+    max_bytes: int
+    expires_s: int
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """An S3-compatible bucket. Implementations are thread-safe.
@@ -62,8 +78,16 @@ class ObjectStore(Protocol):
         """Delete the object; deleting a missing key is not an error."""
         ...
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
-        """Return a URL that lets anyone GET the object for ``expires_s`` seconds."""
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
+        """Return a URL that lets anyone GET the object for ``expires_s`` seconds.
+
+        With ``download_as`` the response says ``Content-Disposition: attachment`` with that file
+        name, so a browser saves the file instead of showing it.
+        """
+        ...
+
+    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form for any key under ``prefix`` (an image, at most ``max_bytes``)."""
         ...
 
     def ensure_bucket(self) -> None:
@@ -91,3 +115,9 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"metadata value of {name!r} must be printable ASCII, got {value!r}")
         checked[name] = value
     return checked
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition value that makes a browser save the object as `filename` (ASCII only)."""
+    safe = "".join(c for c in filename if c.isascii() and (c.isalnum() or c in "._-")) or "download"
+    return f'attachment; filename="{safe}"'

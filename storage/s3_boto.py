@@ -21,7 +21,7 @@ from botocore.exceptions import (
 )
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, check_metadata
+from storage.port import ObjectInfo, PresignedPost, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -178,12 +178,23 @@ class Boto3Store:
         with self._errors("DELETE", key):
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         """Return a presigned GET URL (computed locally, no request)."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if download_as:
+            params["ResponseContentDisposition"] = attachment(download_as)
         with self._errors("PRESIGN", key):
-            return self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
-            )
+            return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+
+    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form whose signed policy pins the key prefix, size and content type."""
+        conditions: list[Any] = [["starts-with", "$key", prefix], ["starts-with", "$Content-Type", "image/"],
+                                 ["content-length-range", 1, max_bytes]]
+        with self._errors("PRESIGN-POST", prefix):
+            form = self._client.generate_presigned_post(
+                self.bucket, prefix + "${filename}", Conditions=conditions, ExpiresIn=expires_s)
+        fields = {k: v for k, v in form["fields"].items() if k != "key"}  # the browser sets the key
+        return PresignedPost(form["url"], fields, prefix, max_bytes, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if HEAD says it is missing; "already owned by you" counts as done."""

@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from minio import Minio
+from minio.datatypes import PostPolicy
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from urllib3.util.retry import Retry
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, check_metadata
+from storage.port import ObjectInfo, PresignedPost, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -199,12 +200,23 @@ class MinioStore:
                 if exc.code not in ("NoSuchKey", "NoSuchObject"):
                     raise
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         """Return a presigned GET URL (computed locally: the region is configured)."""
+        headers = {"response-content-disposition": attachment(download_as)} if download_as else None
         with self._errors("PRESIGN", key):
             return self._client.presigned_get_object(
-                self.bucket, key, expires=timedelta(seconds=expires_s)
+                self.bucket, key, expires=timedelta(seconds=expires_s), response_headers=headers
             )
+
+    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form whose signed policy pins the key prefix, size and content type."""
+        policy = PostPolicy(self.bucket, datetime.now(timezone.utc) + timedelta(seconds=expires_s))
+        policy.add_starts_with_condition("key", prefix)
+        policy.add_starts_with_condition("Content-Type", "image/")
+        policy.add_content_length_range_condition(1, max_bytes)
+        with self._errors("PRESIGN-POST", prefix):
+            fields = self._client.presigned_post_policy(policy)
+        return PresignedPost(f"{self.endpoint.rstrip('/')}/{self.bucket}", dict(fields), prefix, max_bytes, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing; "already owned by you" counts as done."""
