@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration.analytics import ensure_schema
 from web import gallery, ops, studio
@@ -17,6 +19,33 @@ from web.context import WebContext
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("Not found.", status_code=404)
+
+
+# Pages and answers are per token: never cached, never framed, and a gallery token never leaks to
+# the store (or anyone else) in a Referer header.
+_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+
+
+class PrivateHeaders:
+    """Pure ASGI middleware (streams pass through untouched) adding the headers above to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers + _HEADERS}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def create_app(ctx: WebContext) -> Starlette:
@@ -34,18 +63,7 @@ def create_app(ctx: WebContext) -> Starlette:
                 ctx.feed.stop()
 
     app = Starlette(routes=[*studio.routes, *gallery.routes, *ops.routes], lifespan=lifespan,
-                    exception_handlers={404: _not_found})
+                    exception_handlers={404: _not_found}, middleware=[Middleware(PrivateHeaders)])
     app.state.ctx = ctx
-
-    @app.middleware("http")
-    async def private(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        # Pages and answers are per token: never cached, and a gallery token never leaks to the
-        # store (or anyone else) in a Referer header.
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        return response
 
     return app
