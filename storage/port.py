@@ -24,15 +24,16 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class PresignedPost:
-    """A browser upload form: POST `fields` plus `key` and `file` as multipart/form-data to `url`.
+    """A browser upload form: POST `fields` plus `file` (last) as multipart/form-data to `url`.
 
-    The store checks the signed policy: the key must start with `prefix`, the body must be at
-    most `max_bytes` and the Content-Type field must start with `image/`. Anything else is refused
-    by the store itself (403), so the server that handed out the form never carries the bytes.
+    The store checks the signed policy: the key must be `key` and start with `prefix`, the body must
+    be at most `max_bytes` and the Content-Type field must start with `image/`. Anything else is
+    refused by the store itself (403), so the server that handed out the form never carries bytes.
     """
 
     url: str
-    fields: dict[str, str]
+    fields: dict[str, str]  # includes `key` and `Content-Type`
+    key: str
     prefix: str
     max_bytes: int
     expires_s: int
@@ -86,8 +87,14 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form for any key under ``prefix`` (an image, at most ``max_bytes``)."""
+    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
+                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form for exactly ``key`` (under ``prefix``), an image of at most ``max_bytes``.
+
+        One form per key, not one per prefix: a policy that only says "starts with the prefix" lets
+        ``prefix/../elsewhere`` through on stores that resolve dot segments (versitygw 1.8's posix
+        backend does; tests/integration/test_web.py shows the exact key closes it).
+        """
         ...
 
     def ensure_bucket(self) -> None:

@@ -186,15 +186,18 @@ class Boto3Store:
         with self._errors("PRESIGN", key):
             return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
 
-    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form whose signed policy pins the key prefix, size and content type."""
+    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
+                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form whose signed policy pins the key, its prefix, the size and an image type."""
+        if not key.startswith(prefix) or not content_type.startswith("image/"):
+            raise StorageError(f"refusing to sign an upload of {key!r} ({content_type}) outside {prefix!r}")
         conditions: list[Any] = [["starts-with", "$key", prefix], ["starts-with", "$Content-Type", "image/"],
                                  ["content-length-range", 1, max_bytes]]
-        with self._errors("PRESIGN-POST", prefix):
+        with self._errors("PRESIGN-POST", key):
             form = self._client.generate_presigned_post(
-                self.bucket, prefix + "${filename}", Conditions=conditions, ExpiresIn=expires_s)
-        fields = {k: v for k, v in form["fields"].items() if k != "key"}  # the browser sets the key
-        return PresignedPost(form["url"], fields, prefix, max_bytes, expires_s)
+                self.bucket, key, Fields={"Content-Type": content_type},
+                Conditions=[*conditions, {"Content-Type": content_type}], ExpiresIn=expires_s)
+        return PresignedPost(form["url"], dict(form["fields"]), key, prefix, max_bytes, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if HEAD says it is missing; "already owned by you" counts as done."""

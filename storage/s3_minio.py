@@ -208,15 +208,20 @@ class MinioStore:
                 self.bucket, key, expires=timedelta(seconds=expires_s), response_headers=headers
             )
 
-    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form whose signed policy pins the key prefix, size and content type."""
+    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
+                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
+        """Return a browser upload form whose signed policy pins the key, its prefix, the size and an image type."""
+        if not key.startswith(prefix) or not content_type.startswith("image/"):
+            raise StorageError(f"refusing to sign an upload of {key!r} ({content_type}) outside {prefix!r}")
         policy = PostPolicy(self.bucket, datetime.now(timezone.utc) + timedelta(seconds=expires_s))
-        policy.add_starts_with_condition("key", prefix)
+        policy.add_equals_condition("key", key)
+        policy.add_starts_with_condition("key", prefix)  # said twice: the prefix is the rule, the key its instance
         policy.add_starts_with_condition("Content-Type", "image/")
         policy.add_content_length_range_condition(1, max_bytes)
-        with self._errors("PRESIGN-POST", prefix):
+        with self._errors("PRESIGN-POST", key):
             fields = self._client.presigned_post_policy(policy)
-        return PresignedPost(f"{self.endpoint.rstrip('/')}/{self.bucket}", dict(fields), prefix, max_bytes, expires_s)
+        return PresignedPost(f"{self.endpoint.rstrip('/')}/{self.bucket}",
+                             {**fields, "key": key, "Content-Type": content_type}, key, prefix, max_bytes, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing; "already owned by you" counts as done."""

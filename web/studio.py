@@ -23,8 +23,8 @@ from orchestration.gallery import gallery_photos
 from orchestration.gallery_links import gallery_url
 from pipeline.contracts.events import ShootCreated
 from pipeline.envelope import deterministic_id
-from storage import ORIGINALS_PREFIX
-from storage.keys import ALLOWED_EXTENSIONS
+from storage import ORIGINALS_PREFIX, InvalidKey, original_key
+from storage.keys import ALLOWED_EXTENSIONS, content_type_for
 from web.access import COOKIE, is_studio, session_value, token_matches
 from web.context import context, page
 
@@ -109,16 +109,25 @@ async def create_shoot(request: Request) -> Response:
 
 
 async def upload_form(request: Request) -> Response:
-    """POST /api/shoots/{shoot}/uploads: a presigned POST form for the shoot's originals, and nothing else."""
+    """POST /api/shoots/{shoot}/uploads {fileId, ext}: a presigned POST form for that one original of the shoot.
+
+    The key is built and checked here (`storage.keys.original_key`), and the form is good for that
+    key only: the browser cannot write anywhere else, whatever it sends the store.
+    """
     if not _studio(request):
         return unauthorised(request)
     shoot = _shoot_id(request)
     if shoot is None:
         return JSONResponse({"error": "not a shoot id"}, status_code=404)
+    body = await _json(request)
+    try:
+        key = original_key(shoot, str(body.get("fileId") or ""), str(body.get("ext") or "").lower())
+    except InvalidKey as exc:
+        return JSONResponse({"error": str(exc)}, status_code=422)
     ctx = context(request)
-    form = ctx.store.presign_post(f"{ORIGINALS_PREFIX}{shoot}/", ctx.settings.web.upload_expiry_s,
-                                  ctx.settings.imaging.max_input_bytes)
-    return JSONResponse({"url": form.url, "fields": form.fields, "prefix": form.prefix, "maxBytes": form.max_bytes,
+    form = ctx.store.presign_post(key, f"{ORIGINALS_PREFIX}{shoot}/", content_type_for(key.rsplit(".", 1)[-1]),
+                                  ctx.settings.web.upload_expiry_s, ctx.settings.imaging.max_input_bytes)
+    return JSONResponse({"url": form.url, "fields": form.fields, "key": form.key, "maxBytes": form.max_bytes,
                          "expiresS": form.expires_s})
 
 

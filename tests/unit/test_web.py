@@ -37,8 +37,10 @@ class FakeStore:
     def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         return f"http://s3.test/b/{key}?expires={expires_s}" + (f"&download={download_as}" if download_as else "")
 
-    def presign_post(self, prefix: str, expires_s: int = 3600, max_bytes: int = 1) -> PresignedPost:
-        return PresignedPost("http://s3.test/b", {"policy": "p", "x-amz-signature": "s"}, prefix, max_bytes, expires_s)
+    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
+                     max_bytes: int = 1) -> PresignedPost:
+        fields = {"policy": "p", "x-amz-signature": "s", "key": key, "Content-Type": content_type}
+        return PresignedPost("http://s3.test/b", fields, key, prefix, max_bytes, expires_s)
 
 
 class FakePublisher:
@@ -109,8 +111,8 @@ def test_the_bearer_token_opens_the_api(client: TestClient) -> None:
     shoots = client.get("/api/shoots", headers=auth).json()["shoots"]
     assert [s["shootId"] for s in shoots] == [SHOOT]
     assert shoots[0]["galleryUrl"].startswith("https://photos.example/g/inv-abc.")
-    form = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth).json()
-    assert form["prefix"] == f"originals/shoots/{SHOOT}/" and form["fields"]["policy"] == "p"
+    form = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth, json={"fileId": "p-0123456789", "ext": "JPG"}).json()
+    assert form["key"] == f"originals/shoots/{SHOOT}/p-0123456789.jpg" and form["fields"]["Content-Type"] == "image/jpeg"
     photos = client.get(f"/api/shoots/{SHOOT}/photos", headers=auth).json()
     assert photos["photos"][0]["rendition"] == "thumb" and "thumb.webp" in photos["photos"][0]["url"]
 
@@ -141,6 +143,12 @@ def test_a_shoot_created_in_the_studio_is_published_as_shoot_created(client: Tes
     created = client.post("/api/shoots", headers=auth, json={"title": "Party Time", "clientEmail": "c@example.com"})
     assert created.status_code == 201 and created.json()["shootId"].startswith("party-time-")
     assert publisher.types() == ["shoot.created"]
+
+
+@pytest.mark.parametrize("body", [{"fileId": "../x", "ext": "jpg"}, {"fileId": "a", "ext": "svg"}, {}, {"fileId": ".a", "ext": "jpg"}])
+def test_no_upload_form_is_signed_for_a_key_outside_the_layout(client: TestClient, body: dict[str, str]) -> None:
+    response = client.post(f"/api/shoots/{SHOOT}/uploads", headers={"Authorization": f"Bearer {TOKEN}"}, json=body)
+    assert response.status_code == 422 and "fields" not in response.json()
 
 
 # -- gallery links and the client's gallery --------------------------------------------------------

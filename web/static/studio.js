@@ -8,7 +8,6 @@ const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "
 const PARALLEL = 3;
 
 let shoot = null;     // the selected shoot {shootId, title, ...}
-let form = null;      // its presigned upload form
 let events = null;    // its EventSource
 const cards = new Map(); // file id -> card element
 const sent = new Map();  // file -> [bytes sent, bytes total], for the total progress
@@ -60,7 +59,6 @@ async function selectShoot(s) {
   $("#cards").replaceChildren(); $("#dead").replaceChildren();
   showShoot();
   listen(s.shootId);
-  form = await api(`/api/shoots/${s.shootId}/uploads`, { method: "POST" });
   const { photos, analytics } = await api(`/api/shoots/${s.shootId}/photos`);
   for (const p of photos) showRendition({ fileId: p.fileId, rendition: p.rendition, url: p.url }, true);
   showAnalytics(analytics);
@@ -177,12 +175,11 @@ function totalProgress() {
   $("#total-text").textContent = `${(done / 1048576).toFixed(1)} of ${(total / 1048576).toFixed(1)} MB`;
 }
 
-function post(file, key, c) {
+// The server signs a form for this one key; the bytes go straight to the store.
+function post(file, form, c) {
   return new Promise((resolve, reject) => {
     const data = new FormData();
     for (const [name, value] of Object.entries(form.fields)) data.append(name, value);
-    data.append("key", key);
-    data.append("Content-Type", TYPES[key.split(".").pop()]);
     data.append("file", file);  // must be the last field
     const xhr = new XMLHttpRequest();
     xhr.open("POST", form.url);
@@ -202,18 +199,19 @@ async function uploadOne(file) {
   if (!TYPES[ext]) return;  // not a photo (e.g. a sidecar file in a dropped folder)
   const fileId = await fileIdOf(file);
   const c = card(fileId, file.name);
-  if (file.size > form.maxBytes) { c.classList.add("dead"); status(c, "too large"); return; }
   status(c, "uploading…");
   sent.set(file, [0, file.size]); totalProgress();
   try {
-    await post(file, `${form.prefix}${fileId}.${ext}`, c);
+    const form = await api(`/api/shoots/${shoot.shootId}/uploads`, { method: "POST", body: JSON.stringify({ fileId, ext }) });
+    if (file.size > form.maxBytes) throw new Error(`too large (over ${form.maxBytes} bytes)`);
+    await post(file, form, c);
     sent.set(file, [file.size, file.size]); totalProgress();
     if (!c.classList.contains("done") && !c.querySelector("img")) status(c, "uploaded, waiting for ingest…");
   } catch (err) { c.classList.add("dead"); status(c, err.message); }
 }
 
 async function upload(files) {
-  if (!shoot || !form) return;
+  if (!shoot) return;
   const queue = [...files];
   const worker = async () => { while (queue.length) await uploadOne(queue.shift()); };
   await Promise.all(Array.from({ length: PARALLEL }, worker));

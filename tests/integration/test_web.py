@@ -1,0 +1,281 @@
+"""`darkroom web` on the real stack, in a real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+The studio page uploads photos straight to versitygw with the presigned POST form, follows them
+over server-sent events fed by Kafka, the client opens the gallery from the invite mail's link,
+views a photo and downloads its proof, and the studio page shows that view and download as counted
+by the analytics consumer from the `galleries` topic. Screenshots of every page are saved under
+the stack's data dir (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from operations.devstack import DevStack
+from orchestration.analytics import shoot_analytics
+from orchestration.db import Database
+from pipeline.contracts.events import FILE_DOWNLOADED, GALLERY_VIEWED, INVITE_SENT
+from pipeline.contracts.topics import GALLERIES, INVITES
+from pipeline.settings import Settings
+from storage import ObjectStore
+from tests.integration.conftest import make_photos
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = f"studio-{uuid.uuid4().hex}"
+STAGES = ("ingest", "resize", "thumbnail", "watermark", "gallery", "users", "invites", "invite-sender", "analytics")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def web_env(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Where this module's web server listens, its token, a read model of its own, the studio's renditions.
+
+    `dev up` runs again with the web origin set: it is what puts CORS for that origin on the bucket.
+    """
+    port = _free_port()
+    env = {
+        "DARKROOM_WEB__PORT": str(port),
+        "DARKROOM_WEB__BASE_URL": f"http://127.0.0.1:{port}",
+        "DARKROOM_WEB__TOKEN": TOKEN,
+        "DARKROOM_ORCHESTRATION__DB_PATH": str(tmp_path_factory.mktemp("web-db") / "orchestration.sqlite"),
+        "DARKROOM_ORCHESTRATION__RELAY_TICK_S": "0.2",
+        "DARKROOM_PIPELINE_FILE": str(REPO / "examples" / "pipeline.yaml"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        DevStack(Settings()).up()
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def web_server(web_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `darkroom web` process; yields its base URL once it answers."""
+    base = web_env["DARKROOM_WEB__BASE_URL"]
+    log = tmp_path_factory.mktemp("web-log") / "web.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "INFO", "web"], cwd=REPO,
+                                env={**os.environ, **web_env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while status(f"{base}/")[0] != 401:
+            assert proc.poll() is None, f"darkroom web exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"darkroom web did not answer: {log.read_text()}"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        print(f"web server log: {log}")
+
+
+def status(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """Status and body of a GET (0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+def invite_mail_link(email: str) -> str:
+    """The gallery link of the invite mail the dev SMTP sink received for `email` (the one place that reads mail)."""
+    folder = Path(os.environ["DARKROOM_DEV__DATA_DIR"]) / "mail"
+    for path in folder.glob("*.eml"):
+        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        if msg["To"] == email and "invited" in str(msg["Subject"]):
+            body = msg.get_body(preferencelist=("plain",))
+            assert body is not None
+            found = re.search(r"https?://\S+/g/\S+", body.get_content())
+            assert found, f"no gallery link in the invite mail {path}"
+            return found.group(0)
+    raise AssertionError(f"no invite mail to {email} in {folder}")
+
+
+def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+    path = Path(os.environ["DARKROOM_DEV__DATA_DIR"]) / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+@pytest.fixture
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Headless Debian chromium with a fresh profile and background networking off."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is missing: `apt-get install -y chromium` (make test installs it)"
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            accept_downloads=True, viewport={"width": 1280, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def test_a_studio_uploads_in_the_browser_and_the_client_views_and_downloads_from_the_invite_link(
+    settings: Settings, store: ObjectStore, web_env: dict[str, str], web_server: str, start_worker, watch, browser,
+    tmp_path: Path,
+) -> None:
+    invites, galleries = watch(INVITES), watch(GALLERIES)
+    for stage in STAGES:
+        start_worker(stage, **web_env)
+    photos = make_photos(tmp_path / "photos", 5, seed=15, sizes=[(1600, 1067), (1067, 1600)])
+    broken = tmp_path / "photos" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 20)
+    email = f"client-{uuid.uuid4().hex[:8]}@example.com"
+
+    # The studio: 401 and the login form first, then the token.
+    page = browser.new_page()
+    assert page.goto(f"{web_server}/").status == 401
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#new-shoot")
+    page.fill("#title", "Web Wedding")
+    page.fill("#client-email", email)
+    page.click("#new-shoot button[type=submit]")
+    page.wait_for_selector("#shoot:not([hidden])")
+    shoot_id = page.inner_text("#shoot-id")
+    page.wait_for_selector("#live.ok", timeout=60_000)  # the Kafka feed is positioned: nothing published now is missed
+
+    page.evaluate("window.notReloaded = true")
+    page.set_input_files("#files", [*map(str, photos), str(broken)])
+    page.wait_for_function("document.querySelectorAll('.card img[data-rendition=\"thumb\"]').length === 5",
+                           timeout=180_000)
+    page.wait_for_selector("#dead li", timeout=120_000)
+    assert page.evaluate("window.notReloaded") is True  # the thumbnails came over the event stream
+    dead = page.inner_text("#dead")
+    assert "resize" in dead and "broken" in dead, dead
+    assert store.list(f"originals/shoots/{shoot_id}/").__next__().key.startswith(f"originals/shoots/{shoot_id}/")
+    screenshot(page, "studio-after-upload")
+
+    # The client: the link in the invite mail opens the gallery.
+    invites.until(lambda seen: any(s.event_type == INVITE_SENT and s.envelope().data["shootId"] == shoot_id
+                                   for s in seen), 120)
+    link = invite_mail_link(email)
+    assert link.startswith(f"{web_server}/g/")
+    client = browser.new_page()
+    assert client.goto(link).status == 200
+    client.wait_for_function("document.querySelectorAll('figure.photo img').length === 5 &&"
+                             " [...document.querySelectorAll('figure.photo img')].every(i => i.complete && i.naturalWidth > 0)",
+                             timeout=60_000)
+    screenshot(client, "gallery")
+    client.click("figure.photo >> nth=0")
+    client.wait_for_function("document.querySelector('#viewer-img').complete && "
+                             "document.querySelector('#viewer-img').naturalWidth > 0", timeout=60_000)
+    screenshot(client, "gallery-viewer")
+    with client.expect_download(timeout=60_000) as download:
+        client.click("#download")
+    saved = Path(download.value.path())
+    assert saved.read_bytes()[:3] == b"\xff\xd8\xff" and download.value.suggested_filename.endswith("-proof.jpg")
+
+    # The studio page shows one view and one download, counted from the topic.
+    page.wait_for_function("document.querySelector('#views').textContent === '1' &&"
+                           " document.querySelector('#downloads').textContent === '1'", timeout=120_000)
+    page.wait_for_selector("text=1 views · 1 downloads", timeout=60_000)
+    screenshot(page, "studio-with-analytics")
+    views = [s for s in galleries.seen if s.event_type == GALLERY_VIEWED and s.envelope().data["shootId"] == shoot_id]
+    downloads = [s for s in galleries.seen if s.event_type == FILE_DOWNLOADED and s.envelope().data["shootId"] == shoot_id]
+    assert [v.envelope().data.get("fileId") is None for v in views].count(True) == 1  # the gallery opened once
+    assert len(downloads) == 1
+    ids = [s.envelope().event_id for s in views + downloads]
+    assert len(ids) == len(set(ids))
+    counts = shoot_analytics(Database(Path(web_env["DARKROOM_ORCHESTRATION__DB_PATH"])).conn(), shoot_id)
+    assert (counts.views, counts.downloads) == (1, 1)
+
+    ops = browser.new_page()
+    ops.goto(f"{web_server}/ops")
+    ops.wait_for_selector("#letters tbody tr", timeout=60_000)
+    assert "broken" in ops.inner_text("#letters")
+    screenshot(ops, "operations")
+
+
+def test_without_a_token_or_with_a_wrong_one_nothing_is_served(web_server: str, web_env: dict[str, str]) -> None:
+    for path in ("/", "/ops", "/api/shoots", "/api/ops", "/api/shoots/x/photos", "/api/shoots/x/events"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "darkroom_studio=forged"}):
+            code, body = status(f"{web_server}{path}", headers)
+            assert code == 401, (path, headers, code)
+            assert "shootId" not in body and "photos" not in body.lower().replace("no photos", "")
+    for path in ("/g/inv-x.0123456789abcdef0123456789abcdef", "/g/nothing", "/g/x/photos", "/static/studio.js"):
+        code, body = status(f"{web_server}{path}")
+        assert code == 404, (path, code)
+        assert "fileId" not in body
+    # With the token, the same API answers.
+    code, body = status(f"{web_server}/api/shoots", {"Authorization": f"Bearer {TOKEN}"})
+    assert code == 200 and "shoots" in json.loads(body)
+
+
+def test_a_presigned_upload_outside_the_shoots_prefix_is_refused_by_the_store(
+        web_server: str, store: ObjectStore, shoot_id: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    key = f"originals/shoots/{shoot_id}/p-0123456789.jpg"
+    form = httpx.post(f"{web_server}/api/shoots/{shoot_id}/uploads", headers=auth, timeout=30,
+                      json={"fileId": "p-0123456789", "ext": "jpg"}).json()
+    assert form["key"] == key
+    jpeg = make_photos(Path(os.environ["DARKROOM_DEV__DATA_DIR"]) / "prefix-test", 1, seed=77, sizes=[(64, 48)])[0]
+
+    def post(**override: str) -> httpx.Response:
+        fields = {**form["fields"], **override}
+        return httpx.post(form["url"], data=fields, files={"file": ("p.jpg", jpeg.read_bytes(), fields["Content-Type"])},
+                          timeout=30)
+
+    # Another shoot, another key of this shoot, a dot-segment escape (versitygw 1.8 resolves `..` in a
+    # POST key: a policy that only checked the prefix let it write outside) and a non-image: all 403.
+    for attempt in ({"key": f"originals/shoots/other-{shoot_id}/evil.jpg"}, {"key": f"originals/shoots/{shoot_id}/x.jpg"},
+                    {"key": f"originals/shoots/{shoot_id}/../other-{shoot_id}/evil.jpg"},
+                    {"Content-Type": "text/plain"}):
+        refused = post(**attempt)
+        assert refused.status_code == 403, (attempt, refused.status_code, refused.text)
+    assert not list(store.list(f"originals/shoots/other-{shoot_id}/"))
+    assert [o.key for o in store.list(f"originals/shoots/{shoot_id}/")] == []
+    # The server signs no form for a key outside the layout at all.
+    bad = httpx.post(f"{web_server}/api/shoots/{shoot_id}/uploads", headers=auth, timeout=30,
+                     json={"fileId": "../../x", "ext": "jpg"})
+    assert bad.status_code == 422
+    # The form as given works.
+    inside = post()
+    assert inside.status_code in (200, 201, 204), inside.text
+    assert store.exists(key)
