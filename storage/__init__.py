@@ -16,7 +16,7 @@ from storage.keys import (
     parse_original_key,
     rendition_key,
 )
-from storage.port import ObjectInfo, ObjectStore, PresignedPost
+from storage.port import ObjectInfo, ObjectStore, PresignedUpload
 
 __all__ = [
     "ORIGINALS_PREFIX",
@@ -25,7 +25,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "OriginalRef",
-    "PresignedPost",
+    "PresignedUpload",
     "StorageError",
     "StorageUnavailable",
     "open_store",

@@ -23,19 +23,18 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
-class PresignedPost:
-    """A browser upload form: POST `fields` plus `file` (last) as multipart/form-data to `url`.
+class PresignedUpload:
+    """A browser upload: PUT the bytes to `url` (with `headers`) before `expires_s` runs out.
 
-    The store checks the signed policy: the key must be `key` and start with `prefix`, the body must
-    be at most `max_bytes` and the Content-Type field must start with `image/`. Anything else is
-    refused by the store itself (403), so the server that handed out the form never carries bytes.
+    The signature covers the method and the key, so the URL writes that one key and nothing else:
+    the store refuses (403) any other key, a changed method or an expired URL. The server that
+    hands it out never carries the bytes.
     """
 
     url: str
-    fields: dict[str, str]  # includes `key` and `Content-Type`
+    method: str
+    headers: dict[str, str]
     key: str
-    prefix: str
-    max_bytes: int
     expires_s: int
 
 
@@ -87,13 +86,12 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
-                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form for exactly ``key`` (under ``prefix``), an image of at most ``max_bytes``.
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a URL that lets anyone PUT exactly ``key`` for ``expires_s`` seconds.
 
-        One form per key, not one per prefix: a policy that only says "starts with the prefix" lets
-        ``prefix/../elsewhere`` through on stores that resolve dot segments (versitygw 1.8's posix
-        backend does; tests/integration/test_web.py shows the exact key closes it).
+        A PUT, not a POST form: a store's notification of a PUT names the key like any upload's
+        (versitygw 1.8 sends POST-object events without the key, and resolves ``..`` in a POST
+        form's key, so a prefix-only POST policy let a browser write outside its prefix).
         """
         ...
 

@@ -21,7 +21,7 @@ from botocore.exceptions import (
 )
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, PresignedPost, attachment, check_metadata
+from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -186,18 +186,12 @@ class Boto3Store:
         with self._errors("PRESIGN", key):
             return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
 
-    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
-                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form whose signed policy pins the key, its prefix, the size and an image type."""
-        if not key.startswith(prefix) or not content_type.startswith("image/"):
-            raise StorageError(f"refusing to sign an upload of {key!r} ({content_type}) outside {prefix!r}")
-        conditions: list[Any] = [["starts-with", "$key", prefix], ["starts-with", "$Content-Type", "image/"],
-                                 ["content-length-range", 1, max_bytes]]
-        with self._errors("PRESIGN-POST", key):
-            form = self._client.generate_presigned_post(
-                self.bucket, key, Fields={"Content-Type": content_type},
-                Conditions=[*conditions, {"Content-Type": content_type}], ExpiresIn=expires_s)
-        return PresignedPost(form["url"], dict(form["fields"]), key, prefix, max_bytes, expires_s)
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a presigned PUT URL of exactly ``key`` (computed locally, no request)."""
+        with self._errors("PRESIGN-PUT", key):
+            url = self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)
+        return PresignedUpload(url, "PUT", {}, key, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if HEAD says it is missing; "already owned by you" counts as done."""

@@ -12,12 +12,11 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from minio import Minio
-from minio.datatypes import PostPolicy
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from urllib3.util.retry import Retry
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, PresignedPost, attachment, check_metadata
+from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -208,20 +207,11 @@ class MinioStore:
                 self.bucket, key, expires=timedelta(seconds=expires_s), response_headers=headers
             )
 
-    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
-                     max_bytes: int = 100 * 1024 * 1024) -> PresignedPost:
-        """Return a browser upload form whose signed policy pins the key, its prefix, the size and an image type."""
-        if not key.startswith(prefix) or not content_type.startswith("image/"):
-            raise StorageError(f"refusing to sign an upload of {key!r} ({content_type}) outside {prefix!r}")
-        policy = PostPolicy(self.bucket, datetime.now(timezone.utc) + timedelta(seconds=expires_s))
-        policy.add_equals_condition("key", key)
-        policy.add_starts_with_condition("key", prefix)  # said twice: the prefix is the rule, the key its instance
-        policy.add_starts_with_condition("Content-Type", "image/")
-        policy.add_content_length_range_condition(1, max_bytes)
-        with self._errors("PRESIGN-POST", key):
-            fields = self._client.presigned_post_policy(policy)
-        return PresignedPost(f"{self.endpoint.rstrip('/')}/{self.bucket}",
-                             {**fields, "key": key, "Content-Type": content_type}, key, prefix, max_bytes, expires_s)
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a presigned PUT URL of exactly ``key`` (computed locally: the region is configured)."""
+        with self._errors("PRESIGN-PUT", key):
+            url = self._client.presigned_put_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+        return PresignedUpload(url, "PUT", {}, key, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing; "already owned by you" counts as done."""

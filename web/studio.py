@@ -23,7 +23,7 @@ from orchestration.gallery import gallery_photos
 from orchestration.gallery_links import gallery_url
 from pipeline.contracts.events import ShootCreated
 from pipeline.envelope import deterministic_id
-from storage import ORIGINALS_PREFIX, InvalidKey, original_key
+from storage import InvalidKey, original_key
 from storage.keys import ALLOWED_EXTENSIONS, content_type_for
 from web.access import COOKIE, is_studio, session_value, token_matches
 from web.context import context, page
@@ -108,11 +108,12 @@ async def create_shoot(request: Request) -> Response:
     return JSONResponse({"shootId": shoot_id, "title": title, "clientEmail": payload.client_email}, status_code=201)
 
 
-async def upload_form(request: Request) -> Response:
-    """POST /api/shoots/{shoot}/uploads {fileId, ext}: a presigned POST form for that one original of the shoot.
+async def upload_url(request: Request) -> Response:
+    """POST /api/shoots/{shoot}/uploads {fileId, ext, size}: a presigned PUT of that one original of the shoot.
 
-    The key is built and checked here (`storage.keys.original_key`), and the form is good for that
-    key only: the browser cannot write anywhere else, whatever it sends the store.
+    The key is built and checked here (`storage.keys.original_key`), and the URL is good for that
+    key only: the browser cannot write anywhere else, whatever it sends the store. The size is the
+    browser's word (a presigned PUT cannot bound it); ingest checks the real one before decoding.
     """
     if not _studio(request):
         return unauthorised(request)
@@ -125,10 +126,13 @@ async def upload_form(request: Request) -> Response:
     except InvalidKey as exc:
         return JSONResponse({"error": str(exc)}, status_code=422)
     ctx = context(request)
-    form = ctx.store.presign_post(key, f"{ORIGINALS_PREFIX}{shoot}/", content_type_for(key.rsplit(".", 1)[-1]),
-                                  ctx.settings.web.upload_expiry_s, ctx.settings.imaging.max_input_bytes)
-    return JSONResponse({"url": form.url, "fields": form.fields, "key": form.key, "maxBytes": form.max_bytes,
-                         "expiresS": form.expires_s})
+    limit = ctx.settings.imaging.max_input_bytes
+    if int(body.get("size") or 0) > limit:
+        return JSONResponse({"error": f"too large: photos of up to {limit} bytes are accepted"}, status_code=413)
+    upload = ctx.store.presign_put(key, ctx.settings.web.upload_expiry_s)
+    return JSONResponse({"url": upload.url, "method": upload.method, "key": upload.key,
+                         "headers": {**upload.headers, "Content-Type": content_type_for(key.rsplit(".", 1)[-1])},
+                         "expiresS": upload.expires_s})
 
 
 async def shoot_photos(request: Request) -> Response:
@@ -213,7 +217,7 @@ routes = [
     Route("/login", login, methods=["POST"]),
     Route("/api/shoots", list_shoots),
     Route("/api/shoots", create_shoot, methods=["POST"]),
-    Route("/api/shoots/{shoot}/uploads", upload_form, methods=["POST"]),
+    Route("/api/shoots/{shoot}/uploads", upload_url, methods=["POST"]),
     Route("/api/shoots/{shoot}/photos", shoot_photos),
     Route("/api/shoots/{shoot}/analytics", analytics),
     Route("/api/shoots/{shoot}/events", events),

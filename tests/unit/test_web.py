@@ -22,7 +22,7 @@ from pipeline.dead_letter import DeadLetter
 from pipeline.publisher import Outgoing
 from pipeline.registry import Event
 from pipeline.settings import Settings
-from storage import PresignedPost
+from storage import PresignedUpload
 from web import WebContext, create_app
 from web.access import COOKIE
 from web.live import translate
@@ -37,10 +37,8 @@ class FakeStore:
     def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         return f"http://s3.test/b/{key}?expires={expires_s}" + (f"&download={download_as}" if download_as else "")
 
-    def presign_post(self, key: str, prefix: str, content_type: str, expires_s: int = 3600,
-                     max_bytes: int = 1) -> PresignedPost:
-        fields = {"policy": "p", "x-amz-signature": "s", "key": key, "Content-Type": content_type}
-        return PresignedPost("http://s3.test/b", fields, key, prefix, max_bytes, expires_s)
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        return PresignedUpload(f"http://s3.test/b/{key}?X-Amz-Signature=s", "PUT", {}, key, expires_s)
 
 
 class FakePublisher:
@@ -111,8 +109,12 @@ def test_the_bearer_token_opens_the_api(client: TestClient) -> None:
     shoots = client.get("/api/shoots", headers=auth).json()["shoots"]
     assert [s["shootId"] for s in shoots] == [SHOOT]
     assert shoots[0]["galleryUrl"].startswith("https://photos.example/g/inv-abc.")
-    form = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth, json={"fileId": "p-0123456789", "ext": "JPG"}).json()
-    assert form["key"] == f"originals/shoots/{SHOOT}/p-0123456789.jpg" and form["fields"]["Content-Type"] == "image/jpeg"
+    upload = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth,
+                         json={"fileId": "p-0123456789", "ext": "JPG", "size": 10}).json()
+    assert upload["key"] == f"originals/shoots/{SHOOT}/p-0123456789.jpg" and upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": "image/jpeg"} and upload["url"].startswith("http://s3.test/b/originals/")
+    too_big = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth, json={"fileId": "p", "ext": "jpg", "size": 10**12})
+    assert too_big.status_code == 413 and "url" not in too_big.json()
     photos = client.get(f"/api/shoots/{SHOOT}/photos", headers=auth).json()
     assert photos["photos"][0]["rendition"] == "thumb" and "thumb.webp" in photos["photos"][0]["url"]
 
@@ -148,7 +150,7 @@ def test_a_shoot_created_in_the_studio_is_published_as_shoot_created(client: Tes
 @pytest.mark.parametrize("body", [{"fileId": "../x", "ext": "jpg"}, {"fileId": "a", "ext": "svg"}, {}, {"fileId": ".a", "ext": "jpg"}])
 def test_no_upload_form_is_signed_for_a_key_outside_the_layout(client: TestClient, body: dict[str, str]) -> None:
     response = client.post(f"/api/shoots/{SHOOT}/uploads", headers={"Authorization": f"Bearer {TOKEN}"}, json=body)
-    assert response.status_code == 422 and "fields" not in response.json()
+    assert response.status_code == 422 and "url" not in response.json()
 
 
 # -- gallery links and the client's gallery --------------------------------------------------------

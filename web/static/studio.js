@@ -1,5 +1,5 @@
 // The studio page: pick or create a shoot, upload straight to the object store with the presigned
-// POST form the server hands out, and follow each photo's renditions over server-sent events.
+// PUT the server hands out for each photo, and follow each photo's renditions over server-sent events.
 "use strict";
 const cfg = window.DARKROOM;
 const $ = (sel) => document.querySelector(sel);
@@ -175,14 +175,12 @@ function totalProgress() {
   $("#total-text").textContent = `${(done / 1048576).toFixed(1)} of ${(total / 1048576).toFixed(1)} MB`;
 }
 
-// The server signs a form for this one key; the bytes go straight to the store.
-function post(file, form, c) {
+// The server signs a PUT of this one key; the bytes go straight to the store.
+function put(file, upload, c) {
   return new Promise((resolve, reject) => {
-    const data = new FormData();
-    for (const [name, value] of Object.entries(form.fields)) data.append(name, value);
-    data.append("file", file);  // must be the last field
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", form.url);
+    xhr.open(upload.method, upload.url);
+    for (const [name, value] of Object.entries(upload.headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => {
       c.querySelector("progress").value = e.loaded / (e.total || 1);
       sent.set(file, [e.loaded, file.size]); totalProgress();
@@ -190,7 +188,7 @@ function post(file, form, c) {
     xhr.onload = () => (xhr.status < 300 ? resolve()
       : reject(new Error(`the store refused it (${xhr.status} ${(xhr.responseText.match(/<Code>(.*?)<\/Code>/) || [])[1] || ""})`)));
     xhr.onerror = () => reject(new Error("the store could not be reached"));
-    xhr.send(data);
+    xhr.send(file);
   });
 }
 
@@ -202,9 +200,9 @@ async function uploadOne(file) {
   status(c, "uploading…");
   sent.set(file, [0, file.size]); totalProgress();
   try {
-    const form = await api(`/api/shoots/${shoot.shootId}/uploads`, { method: "POST", body: JSON.stringify({ fileId, ext }) });
-    if (file.size > form.maxBytes) throw new Error(`too large (over ${form.maxBytes} bytes)`);
-    await post(file, form, c);
+    const upload = await api(`/api/shoots/${shoot.shootId}/uploads`, { method: "POST",
+      body: JSON.stringify({ fileId, ext, size: file.size }) });
+    await put(file, upload, c);
     sent.set(file, [file.size, file.size]); totalProgress();
     if (!c.classList.contains("done") && !c.querySelector("img")) status(c, "uploaded, waiting for ingest…");
   } catch (err) { c.classList.add("dead"); status(c, err.message); }
