@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from operations.devstack import DevStack
+from operations.fleet.state import read_state, state_path
 from orchestration.analytics import shoot_analytics
 from orchestration.db import Database
 from pipeline.contracts.events import FILE_DOWNLOADED, GALLERY_VIEWED, INVITE_SENT
@@ -141,6 +142,36 @@ def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
+@pytest.fixture
+def fleet(web_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+    """`darkroom fleet up` with one worker of every stage the pages need, in the stack's data dir
+    (so the operations page sees it); yields the data dir once every worker runs."""
+    data_dir = Path(os.environ["DARKROOM_DEV__DATA_DIR"])
+    log = tmp_path / "fleet.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--log-level", "INFO", "fleet", "up", "--workers",
+                                 ",".join(f"{s}=1" for s in STAGES)], cwd=REPO, env={**os.environ, **web_env},
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            state = read_state(state_path(data_dir))
+            if state is not None and state.supervisor_pid == proc.pid and all(
+                    any(w.state == "running" for w in state.stages[s].workers) for s in STAGES if s in state.stages) \
+                    and set(STAGES) <= set(state.stages):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, f"fleet not up:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        yield data_dir
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
 def explained(page, name: str) -> Iterator[None]:  # type: ignore[no-untyped-def]
     """On a failed wait: a screenshot, and what the page says, in the assertion."""
@@ -178,12 +209,10 @@ def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_a_studio_uploads_in_the_browser_and_the_client_views_and_downloads_from_the_invite_link(
-    settings: Settings, store: ObjectStore, web_env: dict[str, str], web_server: str, start_worker, watch, browser,
+    settings: Settings, store: ObjectStore, web_env: dict[str, str], web_server: str, fleet: Path, watch, browser,
     tmp_path: Path,
 ) -> None:
     invites, galleries = watch(INVITES), watch(GALLERIES)
-    for stage in STAGES:
-        start_worker(stage, **web_env)
     photos = make_photos(tmp_path / "photos", 5, seed=15, sizes=[(1600, 1067), (1067, 1600)])
     broken = tmp_path / "photos" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 20)
@@ -252,11 +281,25 @@ def test_a_studio_uploads_in_the_browser_and_the_client_views_and_downloads_from
     counts = shoot_analytics(Database(Path(web_env["DARKROOM_ORCHESTRATION__DB_PATH"])).conn(), shoot_id)
     assert (counts.views, counts.downloads) == (1, 1)
 
-    ops = browser.new_page()
+    # Operations: the fleet's stages, and the broken photo's letter, redriven from the page.
+    ops = watched(browser.new_page())
     ops.goto(f"{web_server}/ops")
-    ops.wait_for_selector("#letters tbody tr", timeout=60_000)
-    assert "broken" in ops.inner_text("#letters")
+    with explained(ops, "operations"):
+        ops.wait_for_function(f"document.querySelectorAll('#stages tbody tr').length >= {len(STAGES)}", timeout=60_000)
+        ops.wait_for_selector("#letters tbody tr >> text=broken", timeout=60_000)
+    stages = ops.inner_text("#stages")
+    assert all(stage in stages for stage in STAGES), stages
     screenshot(ops, "operations")
+    row = ops.locator("#letters tbody tr", has_text="broken").first
+    letter = row.locator("td >> nth=1").inner_text()
+    row.locator("input[type=checkbox]").check()
+    ops.click("#redrive")
+    with explained(ops, "redrive"):
+        ops.wait_for_selector(f"#redrive-result >> text=redriven: {letter}", timeout=60_000)
+        # Redriven letters are no longer open; the photo fails again in resize and writes a new one.
+        ops.wait_for_function(f"![...document.querySelectorAll('#letters tbody tr td:nth-child(2)')]"
+                              f".some(td => td.textContent === '{letter}')", timeout=60_000)
+    screenshot(ops, "operations-after-redrive")
 
 
 def test_without_a_token_or_with_a_wrong_one_nothing_is_served(web_server: str, web_env: dict[str, str]) -> None:

@@ -88,6 +88,8 @@ async function refreshAnalytics() {
   if (shoot) showAnalytics(await api(`/api/shoots/${shoot.shootId}/analytics`));
 }
 setInterval(() => refreshAnalytics().catch(() => {}), 3000);
+// The shoot list (and a new shoot's gallery link, once its invite exists) comes from the read models.
+setInterval(() => loadShoots(shoot && shoot.shootId).catch(() => {}), 10000);
 
 // -- live progress ----------------------------------------------------------------------------
 
