@@ -117,7 +117,8 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         stack.web.wait_healthy(stack.web.start(env))
     except StackError as exc:
         raise click.ClickException(f"the web server did not start: {exc}") from exc
-    console.print(f"[green]studio[/green]: {studio_url(settings)} (the web server keeps running; `darkroom dev down` stops it)")
+    console.print(f"[green]studio[/green]: {studio_url(settings)} (the web server keeps running; `darkroom dev down` "
+                  "stops it)", soft_wrap=True)
 
     files = list(paths) or write_samples(stack.data_dir / "samples", photos)
     store = open_store(settings.storage)
@@ -161,8 +162,8 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     page.write_text(_gallery_html(shoot_id, gallery, store))
     console.print(f"gallery page (presigned links, valid 1 h): {page}")
     if invite_id is not None:
-        console.print(f"the client's gallery (the invite mail's link): {gallery_url(settings, invite_id)}")
-    console.print(f"studio: {studio_url(settings)}")
+        console.print(f"the client's gallery (the invite mail's link): {gallery_url(settings, invite_id)}", soft_wrap=True)
+    console.print(f"studio: {studio_url(settings)}", soft_wrap=True)
     console.print("mail sent to the client: `darkroom mail list`; the stack and the web server keep running: "
                   "`darkroom dev down`")
     if len(gallery) < len(uploaded):
