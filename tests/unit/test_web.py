@@ -269,3 +269,28 @@ def test_a_dead_letter_shows_its_stage_and_reason_and_a_redrive_marker_nothing()
     assert item["reason"] == "not an image: magic bytes 'GIF8'" and item["errorClass"] == "PermanentError"
     assert DeadLetter.from_message(b"s3", raw, headers).stage == "ingest"
     assert translate("dead-letter-queue", b"s3", None, [("dlq.marker", b"redriven")]) is None
+
+
+def test_the_feed_hands_an_item_only_to_pages_of_its_shoot_with_a_presigned_link(settings: Settings) -> None:
+    import asyncio
+    import threading
+
+    from pipeline.contracts.events import FileProcessed
+    from web.live import LiveFeed
+
+    feed = LiveFeed(settings, FakeStore())  # type: ignore[arg-type]
+    m = _message(FileProcessed(file_id="f1", shoot_id=SHOOT, rendition="thumb", bucket="b", key="k.webp", width=4,
+                               height=3, bytes=9, format="webp", source_event_id="s"))
+
+    async def scenario() -> tuple[dict[str, Any], bool]:
+        feed._loop = asyncio.get_running_loop()
+        mine, other = feed.subscribe(SHOOT), feed.subscribe("other-shoot")
+        reader = threading.Thread(target=feed._dispatch, args=("files", m.key, m.value, m.headers))
+        reader.start()
+        reader.join()
+        item = await asyncio.wait_for(mine.get(), 5)
+        return item, other.empty()
+
+    item, other_empty = asyncio.run(scenario())
+    assert item["url"] == "http://s3.test/b/k.webp?expires=900" and "key" not in item
+    assert other_empty
