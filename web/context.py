@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -11,13 +13,14 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from orchestration.db import Database
 from pipeline.contracts.events import event_message
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
 from storage import ObjectStore
+from web.access import is_studio
 from web.live import LiveFeed
 
 log = logging.getLogger(__name__)
@@ -67,3 +70,34 @@ def page(name: str, title: str, config: dict[str, Any], status_code: int = 200) 
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def unauthorised(request: Request, error: str = "") -> Response:
+    """401: the login form for a browser page, a JSON error for the API; never any data."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "a studio token is required (Authorization: Bearer TOKEN)"}, status_code=401)
+    return page("login", "darkroom · sign in", {"error": error, "next": request.url.path}, status_code=401)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def studio_only(handler: Handler) -> Handler:
+    """The route answers only requests carrying the studio token or its session cookie (else 401, no data)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        if not is_studio(request, context(request).token):
+            return unauthorised(request)
+        return await handler(request)
+
+    return guarded
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or {} when it has none."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -20,8 +20,7 @@ from starlette.routing import Route
 
 from pipeline.dlq_tools import format_time, read_letters, redrive, select
 from pipeline.settings import Settings
-from web.context import context, page
-from web.studio import _json, _studio, unauthorised
+from web.context import context, json_body, page, studio_only
 
 STATUS_ENTRY_POINTS = "darkroom.status"
 _LETTERS_TIMEOUT_S = 10.0
@@ -51,28 +50,25 @@ def letters_report(settings: Settings) -> dict[str, Any]:
     return {"letters": rows, "perStage": dict(Counter(x.letter.stage or "?" for x in letters)), "error": None}
 
 
+@studio_only
 async def ops_page(request: Request) -> Response:
-    if not _studio(request):
-        return unauthorised(request)
     return page("ops", "darkroom · operations", {})
 
 
+@studio_only
 async def ops_status(request: Request) -> Response:
     """GET /api/ops: fleet status and open dead letters."""
-    if not _studio(request):
-        return unauthorised(request)
     settings = context(request).settings
     reports = await run_in_threadpool(fleet_reports, settings)
     letters = await run_in_threadpool(letters_report, settings)
     return JSONResponse({"fleet": reports.get("fleet"), "deadLetters": letters})
 
 
+@studio_only
 async def ops_redrive(request: Request) -> Response:
     """POST /api/ops/redrive {ids: [...]}: redrive these open letters (all of them, in one transaction)."""
-    if not _studio(request):
-        return unauthorised(request)
     settings = context(request).settings
-    ids = [str(i) for i in (await _json(request)).get("ids") or []]
+    ids = [str(i) for i in (await json_body(request)).get("ids") or []]
     if not ids:
         return JSONResponse({"error": "name the letters to redrive: {\"ids\": [\"P:O\", ...]}"}, status_code=422)
 

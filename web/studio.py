@@ -26,21 +26,10 @@ from pipeline.envelope import deterministic_id
 from storage import InvalidKey, original_key
 from storage.keys import ALLOWED_EXTENSIONS, content_type_for
 from web.access import COOKIE, is_studio, session_value, token_matches
-from web.context import context, page
+from web.context import context, json_body, page, studio_only, unauthorised
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 KEEPALIVE_S = 15.0
-
-
-def unauthorised(request: Request, error: str = "") -> Response:
-    """401: the login form for a browser page, a JSON error for the API; never any data."""
-    if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": "a studio token is required (Authorization: Bearer TOKEN)"}, status_code=401)
-    return page("login", "darkroom · sign in", {"error": error, "next": request.url.path}, status_code=401)
-
-
-def _studio(request: Request) -> bool:
-    return is_studio(request, context(request).token)
 
 
 def _shoot_id(request: Request) -> str | None:
@@ -69,15 +58,14 @@ async def studio_page(request: Request) -> Response:
     ctx = context(request)
     if token_matches(ctx.token, request.query_params.get("token")):
         return _signed_in(ctx.token, request.url.path)
-    if not _studio(request):
+    if not is_studio(request, ctx.token):
         return unauthorised(request)
     return page("studio", "darkroom · studio", {"extensions": sorted(ALLOWED_EXTENSIONS)})
 
 
+@studio_only
 async def list_shoots(request: Request) -> Response:
     """GET /api/shoots: the shoots the platform knows (from the invites and gallery read models)."""
-    if not _studio(request):
-        return unauthorised(request)
     ctx = context(request)
     conn = ctx.db.conn()
     shoots: dict[str, dict[str, Any]] = {}
@@ -91,11 +79,10 @@ async def list_shoots(request: Request) -> Response:
     return JSONResponse({"shoots": list(shoots.values())})
 
 
+@studio_only
 async def create_shoot(request: Request) -> Response:
     """POST /api/shoots {title, clientEmail}: publishes shoot.created (the client gets the invite)."""
-    if not _studio(request):
-        return unauthorised(request)
-    body = await _json(request)
+    body = await json_body(request)
     title = str(body.get("title") or "").strip()
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "shoot"
     shoot_id = f"{slug}-{uuid.uuid4().hex[:6]}"
@@ -108,6 +95,7 @@ async def create_shoot(request: Request) -> Response:
     return JSONResponse({"shootId": shoot_id, "title": title, "clientEmail": payload.client_email}, status_code=201)
 
 
+@studio_only
 async def upload_url(request: Request) -> Response:
     """POST /api/shoots/{shoot}/uploads {fileId, ext, size}: a presigned PUT of that one original of the shoot.
 
@@ -115,12 +103,10 @@ async def upload_url(request: Request) -> Response:
     key only: the browser cannot write anywhere else, whatever it sends the store. The size is the
     browser's word (a presigned PUT cannot bound it); ingest checks the real one before decoding.
     """
-    if not _studio(request):
-        return unauthorised(request)
     shoot = _shoot_id(request)
     if shoot is None:
         return JSONResponse({"error": "not a shoot id"}, status_code=404)
-    body = await _json(request)
+    body = await json_body(request)
     try:
         key = original_key(shoot, str(body.get("fileId") or ""), str(body.get("ext") or "").lower())
     except InvalidKey as exc:
@@ -135,10 +121,9 @@ async def upload_url(request: Request) -> Response:
                          "expiresS": upload.expires_s})
 
 
+@studio_only
 async def shoot_photos(request: Request) -> Response:
     """GET /api/shoots/{shoot}/photos: the gallery so far, with views and downloads."""
-    if not _studio(request):
-        return unauthorised(request)
     shoot = _shoot_id(request)
     if shoot is None:
         return JSONResponse({"error": "not a shoot id"}, status_code=404)
@@ -154,10 +139,9 @@ async def shoot_photos(request: Request) -> Response:
     return JSONResponse({"shootId": shoot, "photos": photos, "analytics": _analytics(conn, shoot)})
 
 
+@studio_only
 async def analytics(request: Request) -> Response:
     """GET /api/shoots/{shoot}/analytics: views and downloads counted by the analytics consumer."""
-    if not _studio(request):
-        return unauthorised(request)
     shoot = _shoot_id(request)
     if shoot is None:
         return JSONResponse({"error": "not a shoot id"}, status_code=404)
@@ -170,10 +154,9 @@ def _analytics(conn: Any, shoot: str) -> dict[str, Any]:
             "photos": {fid: {"views": v, "downloads": d} for fid, (v, d) in counts.photos.items()}}
 
 
+@studio_only
 async def events(request: Request) -> Response:
     """GET /api/shoots/{shoot}/events: server-sent events of the shoot (renditions, gallery, dead letters, access)."""
-    if not _studio(request):
-        return unauthorised(request)
     shoot = _shoot_id(request)
     ctx = context(request)
     if shoot is None or ctx.feed is None:
@@ -203,13 +186,6 @@ async def events(request: Request) -> Response:
 def _sse(item: dict[str, Any]) -> str:
     return f"data: {json.dumps(item)}\n\n"
 
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 routes = [
