@@ -19,6 +19,7 @@ COPY stages ./stages
 COPY orchestration ./orchestration
 COPY operations ./operations
 COPY bench ./bench
+COPY web ./web
 RUN /opt/darkroom/bin/pip install --no-cache-dir .
 
 # --- runtime: the venv, a non-root user, nothing else --------------------------------------------

@@ -25,6 +25,7 @@ from operations.devstack import DevStack, StackError
 from operations.samples import write_samples
 from orchestration.commands import mail_dir, open_db, publish_event
 from orchestration.gallery import GalleryPhoto, gallery_photos
+from orchestration.gallery_links import gallery_url
 from pipeline.contracts.events import (
     FILE_PROCESSED,
     GALLERY_UPDATED,
@@ -39,9 +40,11 @@ from pipeline.settings import Settings
 from pipeline.watch import TopicWatcher
 from storage import ObjectStore, StorageError, open_store
 from storage.upload import upload_files
+from web.cli import studio_url
 
 # Every stage of the product, one worker each; resize scales to two on lag.
-FLEET = "ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1"
+FLEET = ("ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1,"
+         "analytics=1")
 STUDIO_PIPELINE = Path("examples/pipeline.yaml")
 
 
@@ -110,6 +113,12 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"[green]stack up[/green]: Kafka {settings.kafka.bootstrap_servers}, S3 {settings.storage.endpoint_url}")
+    try:
+        stack.web.wait_healthy(stack.web.start(env))
+    except StackError as exc:
+        raise click.ClickException(f"the web server did not start: {exc}") from exc
+    console.print(f"[green]studio[/green]: {studio_url(settings)} (the web server keeps running; `darkroom dev down` "
+                  "stops it)", soft_wrap=True)
 
     files = list(paths) or write_samples(stack.data_dir / "samples", photos)
     store = open_store(settings.storage)
@@ -131,7 +140,7 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         console.print(f"uploaded {len(uploaded)} photo(s); waiting for every rendition and the gallery...")
         deadline = time.monotonic() + timeout_s
         _follow(console, watchers, uploaded, deadline)
-        _await_invite(console, watchers[INVITES], shoot_id, deadline)
+        invite_id = _await_invite(console, watchers[INVITES], shoot_id, deadline)
         # Completing the shoot sends the client the pending gallery notification now, not at the interval.
         publish_event(settings, ShootCompleted(shoot_id=shoot_id, photo_count=len(uploaded)),
                       deterministic_id("shoot.completed", shoot_id))
@@ -152,21 +161,26 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     page = stack.data_dir / f"gallery-{shoot_id}.html"
     page.write_text(_gallery_html(shoot_id, gallery, store))
     console.print(f"gallery page (presigned links, valid 1 h): {page}")
-    console.print("mail sent to the client: `darkroom mail list`; the stack keeps running: `darkroom dev down`")
+    if invite_id is not None:
+        console.print(f"the client's gallery (the invite mail's link): {gallery_url(settings, invite_id)}", soft_wrap=True)
+    console.print(f"studio: {studio_url(settings)}", soft_wrap=True)
+    console.print("mail sent to the client: `darkroom mail list`; the stack and the web server keep running: "
+                  "`darkroom dev down`")
     if len(gallery) < len(uploaded):
         raise click.ClickException(f"{len(uploaded) - len(gallery)} photo(s) missing from the gallery: "
                                    f"see {stack.data_dir / 'logs'} and `darkroom dlq list`")
 
 
-def _await_invite(console: Console, invites: TopicWatcher, shoot_id: str, deadline: float) -> None:
-    """Wait for the shoot's `invite.sent` (the invite mail went out)."""
+def _await_invite(console: Console, invites: TopicWatcher, shoot_id: str, deadline: float) -> str | None:
+    """Wait for the shoot's `invite.sent` (the invite mail went out); returns the invite id."""
     while time.monotonic() < deadline:
         for seen in invites.poll(0.3):
             data = seen.envelope().data if seen.event_type == INVITE_SENT else {}
             if data.get("shootId") == shoot_id:
                 console.print(f"  [magenta]invite.sent[/magenta] to {data['email']} ({data['messageId']})")
-                return
+                return str(data["inviteId"])
     console.print("[yellow]no invite.sent yet[/yellow]: see the users, invites and invite-sender logs")
+    return None
 
 
 def _await_mail(console: Console, folder: Path, title: str, deadline: float) -> None:

@@ -11,6 +11,7 @@ import sqlite3
 from pydantic import BaseModel
 
 from orchestration.consumer import Effects, OrchestrationStage
+from orchestration.gallery_links import gallery_url
 from orchestration.ids import event_id
 from orchestration.mail import Mail, message_id
 from pipeline.contracts.events import INVITE_CREATED, InviteCreated, InviteSent
@@ -30,8 +31,9 @@ class InviteSenderStage(OrchestrationStage):
         assert isinstance(invite, InviteCreated)
         body = (
             "Hello,\n\nyou are invited to the gallery of shoot {shoot}.\n"
+            "Open it here: {link}\n\n"
             "Accept the invite with: darkroom invite accept {invite}\n\n-- darkroom\n"
-        ).format(shoot=invite.shoot_id, invite=invite.invite_id)
+        ).format(shoot=invite.shoot_id, invite=invite.invite_id, link=gallery_url(self.settings, invite.invite_id))
         mail = Mail(
             message_id=message_id("invite", invite.invite_id), recipient=invite.email,
             subject=f"You are invited to the gallery of {invite.shoot_id}", body=body,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from orchestration.analytics import AnalyticsStage
+from orchestration.analytics import ensure_schema as ensure_analytics_schema
 from orchestration.consumer import OrchestrationStage
 from orchestration.db import Database, db_path
 from orchestration.invites import InvitesStage
@@ -30,6 +32,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "gallery": ("gallery_photos", "gallery_renditions"),
     "users": ("users",),
     "invites": ("invite_shoots", "invite_users", "invites"),
+    "analytics": ("analytics_shoots", "analytics_photos"),
 }
 
 
@@ -42,6 +45,8 @@ def _stage(name: str, settings: Settings, db: Database) -> OrchestrationStage:
         return UsersStage(default_registry(), db, settings)
     if name == "invites":
         return InvitesStage(default_registry(), db, settings)
+    if name == "analytics":
+        return AnalyticsStage(default_registry(), db, settings)
     raise ValueError(f"cannot rebuild {name!r}; rebuildable: {', '.join(sorted(TABLES))}")
 
 
@@ -103,6 +108,7 @@ def rebuild(name: str, settings: Settings, into: Path | None = None) -> int:
         fresh = Path(scratch) / "rebuild.sqlite"
         applied = replay(name, settings, fresh)
         conn = Database(live).conn()
+        ensure_analytics_schema(conn)  # its tables are created by its stage, which may never have run here
         conn.execute("ATTACH DATABASE ? AS fresh", (str(fresh),))
         try:
             conn.execute("BEGIN IMMEDIATE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestration.analytics import AnalyticsStage
 from orchestration.consumer import OrchestrationStage
 from orchestration.db import Database, db_path
 from orchestration.gallery import GalleryStage
@@ -48,3 +49,8 @@ def build_notifier(settings: Settings) -> OrchestrationStage:
 
 def build_gallery(settings: Settings) -> OrchestrationStage:
     return _running(make_gallery(settings, Database(db_path(settings))), settings)
+
+
+def build_analytics(settings: Settings) -> OrchestrationStage:
+    # No relay: analytics only counts, it publishes and mails nothing.
+    return AnalyticsStage(default_registry(), Database(db_path(settings)), settings)

@@ -144,6 +144,25 @@ class DevStackSettings(BaseModel):
     kafka_scram_users: dict[str, SecretStr] = Field(default_factory=dict)
 
 
+class WebSettings(BaseModel):
+    """`darkroom web`: the studio, the client's gallery and the operations page."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8077, ge=0, le=65535)
+    # Public base URL of the pages, used in the invite mail's gallery link; unset = http://HOST:PORT.
+    base_url: str | None = None
+    # Token of the studio and operations pages (login form, `?token=`, or `Authorization: Bearer`);
+    # unset = a random one kept in `<dev.data_dir>/run/web.token` and printed by `darkroom web`.
+    token: SecretStr | None = None
+    # Key that signs gallery links (HMAC of the invite id), shared by invite-sender and web;
+    # unset = a random one kept in `<dev.data_dir>/run/web.secret`.
+    link_secret: SecretStr | None = None
+    # Lifetime of the presigned GET links of gallery and studio pages (short: the page re-signs on load).
+    link_expiry_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    # Lifetime of a shoot's presigned upload policy (one per page load of a shoot).
+    upload_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+
 class Settings(BaseSettings):
     """Every setting of darkroom, read from ``DARKROOM_*`` environment variables."""
 
@@ -156,6 +175,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     # The rendition graph (YAML, see pipeline/contracts/renditions.py); unset = the built-in `web` rendition only.
     pipeline_file: Path | None = None
     # Name written in the `producer` field of every event this process publishes.

@@ -18,7 +18,7 @@ from storage.keys import (
     rendition_key,
     version_of,
 )
-from storage.port import ObjectInfo, ObjectStore
+from storage.port import ObjectInfo, ObjectStore, PresignedUpload
 
 __all__ = [
     "ORIGINALS_PREFIX",
@@ -27,6 +27,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "OriginalRef",
+    "PresignedUpload",
     "StorageError",
     "StorageUnavailable",
     "file_id_of",

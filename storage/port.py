@@ -22,6 +22,22 @@ class ObjectInfo:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class PresignedUpload:
+    """A browser upload: PUT the bytes to `url` (with `headers`) before `expires_s` runs out.
+
+    The signature covers the method and the key, so the URL writes that one key and nothing else:
+    the store refuses (403) any other key, a changed method or an expired URL. The server that
+    hands it out never carries the bytes.
+    """
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    key: str
+    expires_s: int
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """An S3-compatible bucket. Implementations are thread-safe.
@@ -62,8 +78,21 @@ class ObjectStore(Protocol):
         """Delete the object; deleting a missing key is not an error."""
         ...
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
-        """Return a URL that lets anyone GET the object for ``expires_s`` seconds."""
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
+        """Return a URL that lets anyone GET the object for ``expires_s`` seconds.
+
+        With ``download_as`` the response says ``Content-Disposition: attachment`` with that file
+        name, so a browser saves the file instead of showing it.
+        """
+        ...
+
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a URL that lets anyone PUT exactly ``key`` for ``expires_s`` seconds.
+
+        A PUT, not a POST form: a store's notification of a PUT names the key like any upload's
+        (versitygw 1.8 sends POST-object events without the key, and resolves ``..`` in a POST
+        form's key, so a prefix-only POST policy let a browser write outside its prefix).
+        """
         ...
 
     def ensure_bucket(self) -> None:
@@ -91,3 +120,9 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"metadata value of {name!r} must be printable ASCII, got {value!r}")
         checked[name] = value
     return checked
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition value that makes a browser save the object as `filename` (ASCII only)."""
+    safe = "".join(c for c in filename if c.isascii() and (c.isalnum() or c in "._-")) or "download"
+    return f'attachment; filename="{safe}"'

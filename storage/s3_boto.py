@@ -21,7 +21,7 @@ from botocore.exceptions import (
 )
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, check_metadata
+from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -178,12 +178,20 @@ class Boto3Store:
         with self._errors("DELETE", key):
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         """Return a presigned GET URL (computed locally, no request)."""
+        params = {"Bucket": self.bucket, "Key": key}
+        if download_as:
+            params["ResponseContentDisposition"] = attachment(download_as)
         with self._errors("PRESIGN", key):
-            return self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
-            )
+            return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
+
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a presigned PUT URL of exactly ``key`` (computed locally, no request)."""
+        with self._errors("PRESIGN-PUT", key):
+            url = self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)
+        return PresignedUpload(url, "PUT", {}, key, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if HEAD says it is missing; "already owned by you" counts as done."""

@@ -16,7 +16,7 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 from urllib3.util.retry import Retry
 
 from storage.errors import ObjectNotFound, StorageError, classify, unreachable
-from storage.port import ObjectInfo, check_metadata
+from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
     from pipeline.settings import StorageSettings
@@ -199,12 +199,19 @@ class MinioStore:
                 if exc.code not in ("NoSuchKey", "NoSuchObject"):
                     raise
 
-    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+    def presign_get(self, key: str, expires_s: int = 3600, download_as: str | None = None) -> str:
         """Return a presigned GET URL (computed locally: the region is configured)."""
+        headers = {"response-content-disposition": attachment(download_as)} if download_as else None
         with self._errors("PRESIGN", key):
             return self._client.presigned_get_object(
-                self.bucket, key, expires=timedelta(seconds=expires_s)
+                self.bucket, key, expires=timedelta(seconds=expires_s), response_headers=headers
             )
+
+    def presign_put(self, key: str, expires_s: int = 3600) -> PresignedUpload:
+        """Return a presigned PUT URL of exactly ``key`` (computed locally: the region is configured)."""
+        with self._errors("PRESIGN-PUT", key):
+            url = self._client.presigned_put_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+        return PresignedUpload(url, "PUT", {}, key, expires_s)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing; "already owned by you" counts as done."""

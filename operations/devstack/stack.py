@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -24,6 +25,8 @@ from operations.devstack.kafka_broker import KafkaBroker
 from operations.devstack.processes import StackError, port_in_use, port_owner, tail
 from operations.devstack.smtp import SmtpSink
 from operations.devstack.versitygw import VersityGateway
+from operations.devstack.web import WebServer
+from orchestration.gallery_links import web_base_url
 from pipeline.contracts.topics import STORAGE_EVENTS, default_topic_specs
 from pipeline.settings import Settings, StorageSettings
 from pipeline.topics import ensure_topics
@@ -97,6 +100,36 @@ def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
     return True
 
 
+def _s3_client(endpoint_url: str, storage: StorageSettings):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, aws_access_key_id=storage.access_key,
+        aws_secret_access_key=storage.secret_key.get_secret_value(), region_name=storage.region,
+        config=Config(s3={"addressing_style": "path"}, connect_timeout=storage.connect_timeout_s,
+                      read_timeout=storage.read_timeout_s, retries={"max_attempts": 3, "mode": "standard"}),
+    )
+
+
+def web_origin(settings: Settings) -> str:
+    """The origin (scheme://host:port) of the web pages, which upload straight to the bucket."""
+    parts = urlsplit(web_base_url(settings))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def ensure_bucket_cors(endpoint_url: str, storage: StorageSettings, origins: list[str]) -> None:
+    """Let the studio page of `origins` POST uploads to the bucket and read the answer (PutBucketCors).
+
+    Replaces the bucket's CORS rules with one rule (idempotent). The presigned POST policy is what
+    limits uploads; CORS only lets the page see the store's answer and the upload's progress.
+    """
+    rule = {"AllowedOrigins": sorted(set(origins)), "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
+            "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag", "Location"], "MaxAgeSeconds": 3600}
+    try:
+        _s3_client(endpoint_url, storage).put_bucket_cors(Bucket=storage.bucket, CORSConfiguration={"CORSRules": [rule]})
+    except (ClientError, BotoCoreError) as exc:
+        raise StackError(f"could not set CORS on bucket {storage.bucket!r} at {endpoint_url} (browser uploads from "
+                         f"{', '.join(origins)} would fail): {exc}") from exc
+
+
 class DevStack:
     """The local stack: a Kafka broker and a versitygw S3 server, managed as detached processes."""
 
@@ -107,6 +140,7 @@ class DevStack:
         self.kafka = KafkaBroker(self.settings.dev, self.data_dir)
         self.s3 = VersityGateway(self.settings.dev, self.settings.storage, self.data_dir)
         self.smtp = SmtpSink(self.settings, self.data_dir)
+        self.web = WebServer(self.settings, self.data_dir)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -192,6 +226,7 @@ class DevStack:
                 report.already_running.append("s3")
             self.s3.wait_healthy(pid, S3_HEALTH_TIMEOUT_S)
             report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage)
+            ensure_bucket_cors(self.s3.endpoint_url, self.settings.storage, [web_origin(self.settings)])
             report.timings_s["s3"] = time.monotonic() - t0
 
             t0 = time.monotonic()
@@ -227,6 +262,8 @@ class DevStack:
         """Stop the stack (versitygw first: it produces to Kafka); returns the services that were stopped."""
         stopped: list[str] = []
         with self._lock():
+            if self.web.stop():
+                stopped.append("web")
             if self.smtp.stop():
                 stopped.append("smtp")
             if self.s3.stop():

@@ -32,6 +32,8 @@ FILE_UPLOADED = "file.uploaded"
 FILE_PROCESSED = "file.processed"
 FILE_DELETED = "file.deleted"
 GALLERY_UPDATED = "gallery.updated"
+GALLERY_VIEWED = "gallery.viewed"
+FILE_DOWNLOADED = "file.downloaded"
 
 # Kafka header naming the rendition of a `file.processed`, so the gallery can filter without parsing.
 H_RENDITION = "rendition"
@@ -204,6 +206,28 @@ class GalleryUpdated(CamelModel):
     version: str | None = Field(default=None, pattern=_ID)
 
 
+# -- gallery access (ADR-009's high-volume events: one per view or download) ---------------------
+
+
+class GalleryViewed(CamelModel):
+    """A client opened a shoot's gallery (no file id) or one photo of it in the viewer (file id set)."""
+
+    shoot_id: str = Field(pattern=_ID)
+    invite_id: str = Field(pattern=_ID)
+    file_id: str | None = Field(default=None, pattern=_ID)
+    viewed_at: datetime
+
+
+class FileDownloaded(CamelModel):
+    """A client downloaded a rendition of a gallery photo (e.g. the watermarked `proof`)."""
+
+    shoot_id: str = Field(pattern=_ID)
+    invite_id: str = Field(pattern=_ID)
+    file_id: str = Field(pattern=_ID)
+    rendition: str = Field(pattern=_RENDITION)
+    downloaded_at: datetime
+
+
 # -- the catalogue --------------------------------------------------------------------------------
 
 
@@ -243,6 +267,8 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(FILE_PROCESSED, "1.0.0", FileProcessed, FILES, "file_id", "A rendition of a file was stored."),
     CatalogueEntry(FILE_DELETED, "1.0.0", FileDeleted, FILES, "file_id", "A photo was deleted from its shoot."),
     CatalogueEntry(GALLERY_UPDATED, "1.0.0", GalleryUpdated, GALLERIES, "shoot_id", "A photo entered or left a gallery."),
+    CatalogueEntry(GALLERY_VIEWED, "1.0.0", GalleryViewed, GALLERIES, "shoot_id", "A client viewed a gallery or a photo of it."),
+    CatalogueEntry(FILE_DOWNLOADED, "1.0.0", FileDownloaded, GALLERIES, "shoot_id", "A client downloaded a photo."),
 )
 
 _BY_TYPE: dict[str, CatalogueEntry] = {entry.event_type: entry for entry in CATALOGUE}

@@ -42,7 +42,7 @@ K8S_STAGES = ("ingest", "resize", "thumbnail", "watermark")
 # Installed stages that are not on Kubernetes yet, and why (Compose runs every installed stage).
 NOT_ON_K8S = {
     name: "keeps state in one SQLite file (settings.orchestration.db_path): single host only"
-    for name in ("gallery", "users", "invites", "invite-sender", "notifier")
+    for name in ("gallery", "users", "invites", "invite-sender", "notifier", "analytics")
 }
 
 KEDA_SCHEMAS: dict[str, dict[str, Any]] = {

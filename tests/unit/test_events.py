@@ -34,6 +34,8 @@ ADR_009 = {
     "user.created", "user.verified", "user.updated",
     "invite.created", "invite.sent", "invite.accepted",
     "file.uploaded", "file.processed", "file.deleted", "gallery.updated",
+    # Gallery access, ADR-009's high-volume events (issue 15).
+    "gallery.viewed", "file.downloaded",
 }
 KEY_RULE = {"shoots": "shoot_id", "users": "user_id", "invites": "invite_id", "files": "file_id", "galleries": "shoot_id"}
 
