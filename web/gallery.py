@@ -66,6 +66,7 @@ def photo_json(ctx: WebContext, photo: GalleryPhoto) -> dict[str, Any]:
     large = renditions.get("web") or thumb
     out: dict[str, Any] = {
         "fileId": photo.file_id,
+        "name": photo.name or photo.file_id,
         "thumb": ctx.store.presign_get(thumb["key"], expiry),
         "web": ctx.store.presign_get(large["key"], expiry),
         "width": large["width"], "height": large["height"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,7 @@ from orchestration.gallery import gallery_photos
 from orchestration.gallery_links import gallery_url
 from pipeline.contracts.events import ShootCreated
 from pipeline.envelope import deterministic_id
-from storage import InvalidKey, original_key
+from storage import ORIGINALS_PREFIX, InvalidKey, parse_original_key
 from storage.keys import ALLOWED_EXTENSIONS, content_type_for
 from web.access import COOKIE, is_studio, session_value, token_matches
 from web.context import context, json_body, page, studio_only, unauthorised
@@ -97,18 +98,24 @@ async def create_shoot(request: Request) -> Response:
 
 @studio_only
 async def upload_url(request: Request) -> Response:
-    """POST /api/shoots/{shoot}/uploads {fileId, ext, size}: a presigned PUT of that one original of the shoot.
+    """POST /api/shoots/{shoot}/uploads {name, size}: a presigned PUT of that one original of the shoot.
 
-    The key is built and checked here (`storage.keys.original_key`), and the URL is good for that
-    key only: the browser cannot write anywhere else, whatever it sends the store. The size is the
-    browser's word (a presigned PUT cannot bound it); ingest checks the real one before decoding.
+    The photo keeps the photographer's own file name (any name S3 accepts, checked here exactly as
+    ingest checks keys put by any other client: `storage.keys.parse_original_key`), and the answer
+    carries the file id ingest will give it, so the page can follow the photo's events. The URL is
+    good for that key only: the browser cannot write anywhere else, whatever it sends the store. The
+    size is the browser's word (a presigned PUT cannot bound it); ingest checks the real one.
     """
     shoot = _shoot_id(request)
     if shoot is None:
         return JSONResponse({"error": "not a shoot id"}, status_code=404)
     body = await json_body(request)
+    name = unicodedata.normalize("NFC", str(body.get("name") or ""))
+    key = f"{ORIGINALS_PREFIX}{shoot}/{name}"
     try:
-        key = original_key(shoot, str(body.get("fileId") or ""), str(body.get("ext") or "").lower())
+        ref = parse_original_key(key)
+        if "/" in name or "\\" in name:
+            raise InvalidKey("a file name, not a path, is expected")
     except InvalidKey as exc:
         return JSONResponse({"error": str(exc)}, status_code=422)
     ctx = context(request)
@@ -116,8 +123,8 @@ async def upload_url(request: Request) -> Response:
     if int(body.get("size") or 0) > limit:
         return JSONResponse({"error": f"too large: photos of up to {limit} bytes are accepted"}, status_code=413)
     upload = ctx.store.presign_put(key, ctx.settings.web.upload_expiry_s)
-    return JSONResponse({"url": upload.url, "method": upload.method, "key": upload.key,
-                         "headers": {**upload.headers, "Content-Type": content_type_for(key.rsplit(".", 1)[-1])},
+    return JSONResponse({"url": upload.url, "method": upload.method, "key": upload.key, "fileId": ref.file_id,
+                         "headers": {**upload.headers, "Content-Type": content_type_for(ref.ext)},
                          "expiresS": upload.expires_s})
 
 

@@ -324,9 +324,9 @@ def test_without_a_token_or_with_a_wrong_one_nothing_is_served(web_server: str, 
 def test_a_presigned_upload_outside_the_shoots_prefix_is_refused_by_the_store(
         web_server: str, store: ObjectStore, shoot_id: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    key = f"originals/shoots/{shoot_id}/p-0123456789.jpg"
+    key = f"originals/shoots/{shoot_id}/Café (1).jpg"
     upload = httpx.post(f"{web_server}/api/shoots/{shoot_id}/uploads", headers=auth, timeout=30,
-                        json={"fileId": "p-0123456789", "ext": "jpg", "size": 100}).json()
+                        json={"name": "Café (1).jpg", "size": 100}).json()
     assert upload["key"] == key and upload["method"] == "PUT"
     jpeg = make_photos(Path(os.environ["DARKROOM_DEV__DATA_DIR"]) / "prefix-test", 1, seed=77, sizes=[(64, 48)])[0]
     url = httpx.URL(upload["url"])
@@ -351,7 +351,7 @@ def test_a_presigned_upload_outside_the_shoots_prefix_is_refused_by_the_store(
     assert [o.key for o in store.list(f"originals/shoots/{shoot_id}/")] == []
     # The server signs nothing for a key outside the layout.
     bad = httpx.post(f"{web_server}/api/shoots/{shoot_id}/uploads", headers=auth, timeout=30,
-                     json={"fileId": "../../x", "ext": "jpg"})
+                     json={"name": "../../x.jpg"})
     assert bad.status_code == 422
     # The URL as given works.
     inside = put(url.path)

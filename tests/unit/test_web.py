@@ -23,6 +23,7 @@ from pipeline.publisher import Outgoing
 from pipeline.registry import Event
 from pipeline.settings import Settings
 from storage import PresignedUpload
+from storage.keys import file_id_of
 from web import WebContext, create_app
 from web.access import COOKIE
 from web.live import translate
@@ -65,10 +66,13 @@ def db(tmp_path: Path) -> Database:
         tx.execute("INSERT INTO invite_shoots VALUES (?,?,?,?,?,?)", (SHOOT, "Anna & Ben", "a@example.com", "u1", "c", "e"))
         tx.execute("INSERT INTO invites (invite_id, shoot_id, user_id, email, status, correlation_id, created_at)"
                    " VALUES (?,?,?,?,?,?,?)", (INVITE, SHOOT, "u1", "a@example.com", "sent", "c", "t"))
-        tx.execute("INSERT INTO gallery_photos VALUES ('f1', ?, 'complete', 'c', 't')", (SHOOT,))
+        tx.execute("INSERT INTO gallery_photos (file_id, shoot_id, status, correlation_id, updated_at, name, key,"
+                   " version, shown_version) VALUES ('f1', ?, 'complete', 'c', 't', 'f1.jpg', ?, 'v1', 'v1')",
+                   (SHOOT, f"originals/shoots/{SHOOT}/f1.jpg"))
         for name, ext in (("web", "jpg"), ("thumb", "webp"), ("proof", "jpg")):
-            tx.execute("INSERT INTO gallery_renditions VALUES ('f1', ?, ?, ?, 400, 300, 1000, ?)",
-                       (name, SHOOT, f"renditions/shoots/{SHOOT}/f1/{name}.{ext}", ext))
+            tx.execute("INSERT INTO gallery_renditions (file_id, rendition, shoot_id, key, width, height, bytes, format,"
+                       " version) VALUES ('f1', ?, ?, ?, 400, 300, 1000, ?, 'v1')",
+                       (name, SHOOT, f"renditions/shoots/{SHOOT}/f1/v1/{name}.{ext}", ext))
     return db
 
 
@@ -110,10 +114,11 @@ def test_the_bearer_token_opens_the_api(client: TestClient) -> None:
     assert [s["shootId"] for s in shoots] == [SHOOT]
     assert shoots[0]["galleryUrl"].startswith("https://photos.example/g/inv-abc.")
     upload = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth,
-                         json={"fileId": "p-0123456789", "ext": "JPG", "size": 10}).json()
-    assert upload["key"] == f"originals/shoots/{SHOOT}/p-0123456789.jpg" and upload["method"] == "PUT"
+                         json={"name": "IMG_0001 (1).JPG", "size": 10}).json()
+    assert upload["key"] == f"originals/shoots/{SHOOT}/IMG_0001 (1).JPG" and upload["method"] == "PUT"
+    assert upload["fileId"] == file_id_of(upload["key"])  # what ingest will call it
     assert upload["headers"] == {"Content-Type": "image/jpeg"} and upload["url"].startswith("http://s3.test/b/originals/")
-    too_big = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth, json={"fileId": "p", "ext": "jpg", "size": 10**12})
+    too_big = client.post(f"/api/shoots/{SHOOT}/uploads", headers=auth, json={"name": "p.jpg", "size": 10**12})
     assert too_big.status_code == 413 and "url" not in too_big.json()
     photos = client.get(f"/api/shoots/{SHOOT}/photos", headers=auth).json()
     assert photos["photos"][0]["rendition"] == "thumb" and "thumb.webp" in photos["photos"][0]["url"]
@@ -147,7 +152,8 @@ def test_a_shoot_created_in_the_studio_is_published_as_shoot_created(client: Tes
     assert publisher.types() == ["shoot.created"]
 
 
-@pytest.mark.parametrize("body", [{"fileId": "../x", "ext": "jpg"}, {"fileId": "a", "ext": "svg"}, {}, {"fileId": ".a", "ext": "jpg"}])
+@pytest.mark.parametrize("body", [{"name": "../x.jpg"}, {"name": "a.svg"}, {}, {"name": "sub/a.jpg"},
+                                  {"name": "bell\u0007.jpg"}, {"name": ".."}])
 def test_no_upload_form_is_signed_for_a_key_outside_the_layout(client: TestClient, body: dict[str, str]) -> None:
     response = client.post(f"/api/shoots/{SHOOT}/uploads", headers={"Authorization": f"Bearer {TOKEN}"}, json=body)
     assert response.status_code == 422 and "url" not in response.json()

@@ -14,8 +14,8 @@ function facts(photo) {
 
 function open(photo) {
   $("#viewer-img").src = photo.web;
-  $("#viewer-img").alt = photo.fileId;
-  $("#viewer-caption").textContent = `${photo.fileId} · ${facts(photo)}`;
+  $("#viewer-img").alt = photo.name;
+  $("#viewer-caption").textContent = [photo.name, facts(photo)].filter(Boolean).join(" · ");
   const download = $("#download");
   download.hidden = !photo.downloads.includes("proof");
   download.href = `${cfg.base}/photos/${encodeURIComponent(photo.fileId)}/proof`;
@@ -42,7 +42,7 @@ async function load() {
       frame.style.background = photo.placeholder.startsWith("#") ? photo.placeholder : `center/cover url("${photo.placeholder}")`;
     }
     const img = document.createElement("img");
-    img.loading = "lazy"; img.src = photo.thumb; img.alt = photo.fileId;
+    img.loading = "lazy"; img.src = photo.thumb; img.alt = photo.name;
     frame.append(img);
     const caption = document.createElement("figcaption");
     caption.textContent = facts(photo);

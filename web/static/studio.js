@@ -154,22 +154,6 @@ function showRendition(item, done) {
 
 // -- uploads ----------------------------------------------------------------------------------
 
-function slug(stem) {
-  const s = stem.normalize("NFKD").replace(/[^\x00-\x7f]/g, "").toLowerCase()
-    .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "");
-  return s || "photo";
-}
-
-// The same file id as `darkroom upload`: slug of the name, 10 hex of SHA-256(shoot id, NUL, bytes).
-async function fileIdOf(file) {
-  const prefix = new TextEncoder().encode(shoot.shootId + "\0");
-  const bytes = new Uint8Array(prefix.length + file.size);
-  bytes.set(prefix); bytes.set(new Uint8Array(await file.arrayBuffer()), prefix.length);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${slug(file.name.replace(/\.[^.]*$/, ""))}-${hex.slice(0, 10)}`;
-}
-
 function totalProgress() {
   let done = 0, total = 0;
   for (const [a, b] of sent.values()) { done += a; total += b; }
@@ -197,17 +181,21 @@ function put(file, upload, c) {
 async function uploadOne(file) {
   const ext = file.name.split(".").pop().toLowerCase();
   if (!TYPES[ext]) return;  // not a photo (e.g. a sidecar file in a dropped folder)
-  const fileId = await fileIdOf(file);
-  const c = card(fileId, file.name);
-  status(c, "uploading…");
   sent.set(file, [0, file.size]); totalProgress();
+  let c = null;
   try {
+    // The photo keeps its own name; the server checks it and says which file id ingest will give it.
     const upload = await api(`/api/shoots/${shoot.shootId}/uploads`, { method: "POST",
-      body: JSON.stringify({ fileId, ext, size: file.size }) });
+      body: JSON.stringify({ name: file.name, size: file.size }) });
+    c = card(upload.fileId, file.name);
+    status(c, "uploading…");
     await put(file, upload, c);
     sent.set(file, [file.size, file.size]); totalProgress();
     if (!c.classList.contains("done") && !c.querySelector("img")) status(c, "uploaded, waiting for ingest…");
-  } catch (err) { c.classList.add("dead"); status(c, err.message); }
+  } catch (err) {
+    c = c || card(`failed-${file.name}`, file.name);
+    c.classList.add("dead"); status(c, err.message);
+  }
 }
 
 async function upload(files) {
