@@ -144,6 +144,11 @@ class TransactionalOutbox:
         # init_transactions fences this one and settles its transaction; the mark is read again.
         self.reset()
 
+    def serve(self) -> None:
+        """Serve the producer's log and error callbacks (confluent-kafka forwards them from poll)."""
+        if self._producer is not None:
+            self._producer.poll(0)
+
     def reset(self) -> None:
         """Drop the producer without waiting on it (it may be stuck); the next round starts over."""
         producer, self._producer = self._producer, None
@@ -272,6 +277,7 @@ class OutboxRelay:
                 self.stage.on_mail_sent(tx, row, self._effects(tx, row["traceparent"]))
 
     def _publish(self) -> None:
+        self.kafka.serve()
         conn = self.db.conn()
         while True:
             rows = conn.execute(
