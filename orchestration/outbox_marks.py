@@ -24,7 +24,7 @@ import json
 import logging
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.bounded import close_quietly
 from pipeline.contracts.topics import OUTBOX_MARKS, SHOOTS
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MARK_PARTITION = 0
 # Where relays before the mark topic committed their mark, as the offset of their group on shoots[0].
 LEGACY_MARK_PARTITION = (SHOOTS, 0)
+_COORDINATOR_MOVING = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                 KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 def mark_record(ident: str, next_seq: int) -> tuple[bytes, bytes]:
@@ -101,8 +103,19 @@ def read_legacy_mark(settings: Settings, ident: str, timeout_s: float) -> int:
     Read once, by a relay that finds no mark record (migration); its first transaction then writes one.
     """
     consumer = Consumer(consumer_config(settings, ident))
+    deadline = time.monotonic() + timeout_s
     try:
-        [committed] = consumer.committed([TopicPartition(*LEGACY_MARK_PARTITION)], timeout=timeout_s)
+        while True:
+            try:
+                [committed] = consumer.committed([TopicPartition(*LEGACY_MARK_PARTITION)],
+                                                 timeout=max(1.0, deadline - time.monotonic()))
+                return max(committed.offset, 0)
+            except KafkaException as exc:
+                # E.g. NOT_COORDINATOR while a broker that just started loads its group metadata.
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                again = err is not None and (err.retriable() or err.code() in _COORDINATOR_MOVING)
+                if not again or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # the coordinator is moving or loading: back off a little
     finally:
         close_quietly(consumer, 5.0)
-    return max(committed.offset, 0)

@@ -103,5 +103,5 @@ def test_every_client_config_gets_its_own_callbacks_and_a_longer_reconnect_backo
     assert [x.client for x in loggers] == ["admin", "producer", "consumer darkroom.resize"]  # type: ignore[union-attr]
     for config in configs:
         assert config["error_cb"] == config["logger"].error  # type: ignore[union-attr]
-        assert config["reconnect.backoff.ms"] == 500 and config["reconnect.backoff.max.ms"] == 5000
+        assert config["reconnect.backoff.ms"] == 1000 and config["reconnect.backoff.max.ms"] == 5000
         assert "logger" not in redacted(config) and "error_cb" not in redacted(config)
