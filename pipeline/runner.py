@@ -419,7 +419,7 @@ class StageRunner:
             self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
         self._paused = want
 
-    def _commit(self, only: list[TP] | None = None, asynchronous: bool = False) -> None:
+    def _commit(self, only: list[TP] | None = None, asynchronous: bool = False, in_callback: bool = False) -> None:
         """Step 6: commit finished offsets. While running, asynchronously: a lost commit is covered by the next
         one or, at revocation and shutdown, by the synchronous commit, which resends every offset."""
         self._last_commit = self._clock()
@@ -434,6 +434,11 @@ class StageRunner:
         try:
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
+            elif in_callback:
+                # Inside a rebalance callback librdkafka serves a commit only from the callback's own
+                # thread (from another one it waits for the callback to return: a deadlock, seen).
+                # Unbounded here, then; a hang stops the poll loop, which /health/live reports.
+                self._consumer.commit(offsets=offsets, asynchronous=False)
             else:
                 # A synchronous commit waits for the coordinator, which may be gone: bounded.
                 call_bounded(lambda: self._consumer.commit(offsets=offsets, asynchronous=False),
@@ -471,7 +476,7 @@ class StageRunner:
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         tps = [(t.topic, t.partition) for t in partitions]
         self._drain(tps)
-        self._commit(only=tps)
+        self._commit(only=tps, in_callback=True)
         log.info("%s: revoked %s (drained and committed)", self.stage.name, tps)
         self._forget(tps)
 
