@@ -29,6 +29,7 @@ from orchestration.mail import Mail
 from pipeline.contracts.events import event_message
 from pipeline.envelope import Envelope
 from pipeline.errors import ErrorKind, default_classify
+from pipeline.progress import Progress
 from pipeline.publisher import Outgoing
 from pipeline.registry import Event, EventRegistry
 from pipeline.settings import Settings
@@ -147,6 +148,12 @@ class OrchestrationStage(EventStage):
         start = getattr(self.relay, "start", None)
         if start is not None:
             start()
+
+    def watch_progress(self, progress: Progress) -> None:
+        """Let the worker's liveness watch the outbox relay (pipeline/progress.py)."""
+        watch = getattr(self.relay, "watch_progress", None)
+        if watch is not None:
+            watch(progress)
 
     def close(self) -> None:
         stop = getattr(self.relay, "stop", None)

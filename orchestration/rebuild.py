@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -65,8 +66,15 @@ def replay(name: str, settings: Settings, into: Path, timeout_s: float = 30.0) -
                     assignment.append(TopicPartition(topic, p, low))
                     ends[(topic, p)] = high
         consumer.assign(assignment)
+        last_seen = time.monotonic()
         while ends:
-            for msg in consumer.consume(500, timeout=1.0):
+            batch = consumer.consume(500, timeout=1.0)
+            if batch:
+                last_seen = time.monotonic()
+            elif time.monotonic() - last_seen > timeout_s:
+                raise TimeoutError(f"rebuild {name}: nothing read for {timeout_s:.0f}s with {len(ends)} partition(s) "
+                                   "not read to their end; is the broker up? Run the rebuild again (it starts over).")
+            for msg in batch:
                 tp = (msg.topic(), msg.partition())
                 if tp not in ends:
                     continue

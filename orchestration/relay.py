@@ -1,12 +1,18 @@
 """The outbox relay: publishes a consumer's outbox exactly once and sends its mails.
 
-Publishing: rows are produced inside a Kafka transaction that also commits, as the offset of the
-consumer group `darkroom.outbox.<consumer>.<db>` on `shoots[0]`, the next outbox sequence number
-(the "high-water mark"). Group offsets are the one thing besides messages that a producer
-transaction commits atomically, which is why they hold a number that is not an offset of `shoots`.
-After a crash, a relay reads the mark first: rows below it were published (by the transaction that
-wrote the mark), rows at or above it were not. The database flag `published` is only a cache of
-that; a crash between the Kafka commit and the flag costs nothing.
+Publishing: rows are produced inside a Kafka transaction that also writes the relay's "high-water
+mark", the next outbox sequence number, as a record on the compacted topic `outbox.marks`
+(orchestration/outbox_marks.py). After a crash, a relay reads the mark first: rows below it were
+published (by the transaction that wrote the mark), rows at or above it were not. The database flag
+`published` is only a cache of that; a crash between the Kafka commit and the flag costs nothing.
+
+No call of the relay blocks without a bound: every transactional call has a timeout, and after a
+timeout or a fatal error the producer is discarded and a new one made; its `init_transactions`
+fences the old one by transactional id and aborts what it left open, and the mark is read again.
+(Relays used to commit the mark as a group offset with `send_offsets_to_transaction`, which can
+block forever when the group coordinator goes away: librdkafka issues 5456 and 5511. A relay that
+finds no mark record reads that old group offset once, so existing outboxes carry over.) Each round
+reports to the worker's progress heartbeats, so a call that hangs anyway fails `/health/live`.
 
 One relay per consumer and database at a time: an exclusive file lock next to the database (every
 process sharing a SQLite file is on one host), and the transactional id fences a zombie.
@@ -28,21 +34,18 @@ import time
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from orchestration.consumer import Effects
 from orchestration.db import Database
-from orchestration.faults import maybe_crash
+from orchestration.faults import maybe_crash, maybe_hang
 from orchestration.mail import Mail, MailRejected, send
-from pipeline.contracts.topics import SHOOTS
+from orchestration.outbox_marks import MARK_PARTITION, mark_record, read_legacy_mark, read_mark
+from pipeline.bounded import discard
+from pipeline.contracts.topics import OUTBOX_MARKS
 from pipeline.errors import TransientError
-from pipeline.kafka_config import consumer_config, producer_config
+from pipeline.kafka_config import producer_config
+from pipeline.progress import Heartbeat, Progress, unwatched
 from pipeline.retry import Backoff
 from pipeline.settings import Settings
 
@@ -51,25 +54,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MARK_PARTITION = (SHOOTS, 0)
 _BATCH = 500
 _TXN_TIMEOUT_S = 30.0
+# Reading the mark back may wait for another relay's open transaction on `outbox.marks` to end:
+# longer than a transaction may stay open.
+_MARK_READ_TIMEOUT_S = _TXN_TIMEOUT_S + 30.0
 
 
 def relay_id(consumer: str, db: Database) -> str:
-    """Transactional id and mark group of one consumer's relay on one database."""
+    """Transactional id and mark key of one consumer's relay on one database."""
     digest = hashlib.sha256(str(db.path).encode()).hexdigest()[:12]
     return f"darkroom.outbox.{consumer}.{digest}"
 
 
 class TransactionalOutbox:
-    """The Kafka side: a transactional producer and the high-water mark it commits."""
+    """The Kafka side: a transactional producer and the high-water mark it writes in each transaction."""
 
-    def __init__(self, settings: Settings, ident: str) -> None:
+    def __init__(self, settings: Settings, ident: str, stage: str = "") -> None:
         self._settings = settings
         self.ident = ident
+        self._stage = stage
         self._producer: Producer | None = None
-        self._marks: Consumer | None = None
         self.mark = 0
 
     def _open(self) -> Producer:
@@ -77,13 +82,19 @@ class TransactionalOutbox:
             config = {**producer_config(self._settings), "transactional.id": self.ident,
                       "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 1000)}
             producer = Producer(config)
-            # Fences any earlier producer of this id and aborts its open transaction, so the mark
-            # read next is final: nobody else can commit one any more.
-            producer.init_transactions(_TXN_TIMEOUT_S)
-            self._marks = Consumer(consumer_config(self._settings, self.ident))
-            tp = TopicPartition(*MARK_PARTITION)
-            [committed] = self._marks.committed([tp], timeout=_TXN_TIMEOUT_S)
-            self.mark = max(committed.offset, 0)
+            try:
+                # Fences any earlier producer of this id and aborts its open transaction, so the mark
+                # read next is final: nobody else can commit one any more.
+                producer.init_transactions(_TXN_TIMEOUT_S)
+                mark = read_mark(self._settings, self.ident, _MARK_READ_TIMEOUT_S)
+                if mark is None:
+                    mark = read_legacy_mark(self._settings, self.ident, _TXN_TIMEOUT_S)
+                    log.info("%s: no mark in %s yet; starting from the group-offset mark %d", self.ident,
+                             OUTBOX_MARKS, mark)
+            except Exception:
+                discard(producer, "relay-producer")
+                raise
+            self.mark = mark
             self._producer = producer
             log.info("%s: outbox mark %d", self.ident, self.mark)
         return self._producer
@@ -91,27 +102,35 @@ class TransactionalOutbox:
     def publish(self, rows: list[sqlite3.Row]) -> int:
         """Publish rows (sorted by seq, all >= mark) and the new mark in one transaction; returns the mark."""
         producer = self._open()
-        assert self._marks is not None
-        producer.begin_transaction()
+        new_mark = rows[-1]["seq"] + 1
         try:
+            producer.begin_transaction()
             for row in rows:
                 headers = [(k, v.encode("latin-1")) for k, v in json.loads(row["headers"])]
-                while True:
-                    try:
-                        producer.produce(row["topic"], key=row["key"], value=row["value"], headers=headers)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            new_mark = rows[-1]["seq"] + 1
-            producer.send_offsets_to_transaction(
-                [TopicPartition(*MARK_PARTITION, new_mark)], self._marks.consumer_group_metadata(), _TXN_TIMEOUT_S
-            )
+                self._produce(producer, row["topic"], row["key"], row["value"], headers)
+            key, value = mark_record(self.ident, new_mark)
+            self._produce(producer, OUTBOX_MARKS, key, value, [], partition=MARK_PARTITION)
+            maybe_hang("relay.commit", self._stage)
             producer.commit_transaction(_TXN_TIMEOUT_S)
         except KafkaException as exc:
             self._recover(exc)
             raise TransientError(f"{self.ident}: outbox transaction failed: {exc}") from exc
         self.mark = new_mark
         return new_mark
+
+    @staticmethod
+    def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]], partition: int | None = None) -> None:
+        extra = {} if partition is None else {"partition": partition}
+        deadline = time.monotonic() + _TXN_TIMEOUT_S
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers, **extra)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._QUEUE_FULL, "producer queue stayed full")) from None
+                producer.poll(0.05)
 
     def _recover(self, exc: KafkaException) -> None:
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -121,16 +140,27 @@ class TransactionalOutbox:
                 return
             except KafkaException:
                 pass
-        # Fatal or fenced, or the abort failed: start over; init_transactions re-reads the mark.
-        self.close()
+        # Timed out, fatal or fenced, or the abort failed: the next round makes a new producer, whose
+        # init_transactions fences this one and settles its transaction; the mark is read again.
+        self.reset()
+
+    def serve(self) -> None:
+        """Serve the producer's log and error callbacks (confluent-kafka forwards them from poll)."""
+        if self._producer is not None:
+            self._producer.poll(0)
+
+    def reset(self) -> None:
+        """Drop the producer without waiting on it (it may be stuck); the next round starts over."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            discard(producer, "relay-producer")
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(5)
-        if self._marks is not None:
-            self._marks.close()
-        self._producer = None
-        self._marks = None
+        """Stop: what the current transaction did not commit is aborted by the broker or the next relay."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(5)
+            discard(producer, "relay-producer")
 
 
 class OutboxRelay:
@@ -140,7 +170,8 @@ class OutboxRelay:
         self.stage = stage
         self.db = db
         self.settings = settings
-        self.kafka = TransactionalOutbox(settings, relay_id(stage.name, db))
+        self.kafka = TransactionalOutbox(settings, relay_id(stage.name, db), stage.name)
+        self._beat: Heartbeat = unwatched()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock_file: IO[str] | None = None
@@ -152,6 +183,10 @@ class OutboxRelay:
         if not self._thread.is_alive() and not self._stopping.is_set():
             self._thread.start()
         return self
+
+    def watch_progress(self, progress: Progress) -> None:
+        """Report rounds to the worker's progress heartbeats (a round that never ends fails liveness)."""
+        self._beat = progress.track(f"{self.stage.name} outbox relay")
 
     def wake(self) -> None:
         """Something was queued: run a round now instead of at the next tick."""
@@ -175,6 +210,7 @@ class OutboxRelay:
         while True:
             stopping = self._stopping.is_set()
             if self._holds_lock():
+                self._beat.busy()
                 try:
                     self.run_once()
                     failures = 0
@@ -182,6 +218,11 @@ class OutboxRelay:
                     failures += 1
                     log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                             "%s relay: round failed (%d), retrying: %s", self.stage.name, failures, exc)
+                finally:
+                    # A failed round is an outcome too: the relay is not stuck, its broker may be down.
+                    self._beat.progressed()
+                    self._beat.idle()
+                if failures:
                     self._wake.wait(self._backoff.delay(failures))
                     if not stopping:
                         continue
@@ -229,12 +270,14 @@ class OutboxRelay:
                                (mail.message_id,))
                 continue
             maybe_crash("after-smtp", self.stage.name)
+            self._beat.progressed()
             with self.db.transaction() as tx:
                 tx.execute("UPDATE mail_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1"
                            " WHERE message_id = ?", (datetime.now(UTC).isoformat(), mail.message_id))
                 self.stage.on_mail_sent(tx, row, self._effects(tx, row["traceparent"]))
 
     def _publish(self) -> None:
+        self.kafka.serve()
         conn = self.db.conn()
         while True:
             rows = conn.execute(
@@ -248,6 +291,7 @@ class OutboxRelay:
             todo = [r for r in rows if r["seq"] >= self.kafka.mark]
             if todo:
                 self.kafka.publish(todo)
+                self._beat.progressed()
                 maybe_crash("after-publish", self.stage.name)
                 log.info("%s relay: published %d event(s), mark %d", self.stage.name, len(todo), self.kafka.mark)
             last = (todo or done)[-1]["seq"]

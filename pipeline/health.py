@@ -1,7 +1,8 @@
 """A worker's HTTP endpoints: `/health/live`, `/health/ready`, `/health/<check>` and `/metrics`.
 
 Every health answer is JSON, 200 when healthy and 503 with the reason when not:
-- `/health/live`: the polling loop goes round (a stuck loop is worth a restart);
+- `/health/live`: every part of the worker with work makes progress (pipeline/progress.py: the poll
+  loop, the stage's work, the publisher, outbox relays); a stuck one is worth a restart;
 - `/health/ready`: started, partitions assigned, not draining, and every check passes;
 - `/health/kafka`: a metadata fetch from the broker answers within the check timeout;
 - `/health/storage` (and any other named check): what the stage offers through an optional
@@ -206,6 +207,9 @@ def kafka_check(client: MetadataSource, topic: str, timeout_s: float) -> Check:
     """Fetch the metadata of `topic` from the broker: proves a broker answers and the topic has leaders."""
 
     def check() -> None:
+        poll = getattr(client, "poll", None)
+        if poll is not None:
+            poll(0)  # serves the client's log and error callbacks, which nothing else polls
         metadata = client.list_topics(topic=topic, timeout=timeout_s)
         if not metadata.brokers:
             raise ConnectionError("no broker in the metadata")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.envelope import Envelope, envelope_headers
 from pipeline.errors import PermanentError, TransientError
+from pipeline.progress import Heartbeat, unwatched
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,17 @@ class Publisher:
     """A thread-safe producer whose `publish_all` returns only once every message is acknowledged.
 
     A background thread serves delivery callbacks, so callers on any thread just wait on futures.
+    Deliveries awaited and delivery reports (success or error) go to `heartbeat`: liveness fails when
+    messages wait and no report comes (pipeline/progress.py).
     """
 
-    def __init__(self, config: dict[str, str | int | bool], delivery_timeout_s: float = 30.0) -> None:
-        self._producer = Producer(config)
+    def __init__(self, config: Mapping[str, object], delivery_timeout_s: float = 30.0,
+                 heartbeat: Heartbeat | None = None) -> None:
+        self._producer = Producer(dict(config))
         self._timeout_s = delivery_timeout_s
+        self._beat = heartbeat if heartbeat is not None else unwatched("publisher")
+        self._outstanding = 0
+        self._outstanding_lock = threading.Lock()
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name="publisher-poll", daemon=True)
         self._poller.start()
@@ -65,8 +72,12 @@ class Publisher:
         """
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            self._reported()
             on_done(None if err is None else delivery_error(KafkaException(err)))
 
+        with self._outstanding_lock:
+            self._outstanding += 1
+            self._beat.busy()
         while True:
             try:
                 self._producer.produce(
@@ -77,8 +88,17 @@ class Publisher:
                 # Local queue full: let deliveries drain instead of failing the event.
                 self._producer.poll(0.05)
             except KafkaException as exc:
+                self._reported()
                 on_done(delivery_error(exc))
                 return
+
+    def _reported(self) -> None:
+        """A delivery report came (or never will): progress for liveness."""
+        with self._outstanding_lock:
+            self._outstanding -= 1
+            self._beat.progressed()
+            if self._outstanding == 0:
+                self._beat.idle()
 
     def publish(self, message: Outgoing) -> Future[None]:
         """Start producing one message; the future resolves on the broker's acknowledgement."""

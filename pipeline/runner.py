@@ -38,11 +38,13 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from opentelemetry.trace import Tracer
 
+from pipeline.bounded import CallTimedOut, call_bounded, close_quietly
 from pipeline.dead_letter import dead_letter
 from pipeline.envelope import H_EVENT_TYPE, headers_dict, now_ms
 from pipeline.errors import ErrorKind
 from pipeline.key_order import TP, KeyOrder
 from pipeline.offsets import PartitionOffsets
+from pipeline.progress import Progress, unwatched
 from pipeline.publisher import Outgoing
 from pipeline.retry import Backoff
 from pipeline.retry_schedule import RetrySchedule
@@ -90,6 +92,10 @@ class _NoObserver:
     def dead_lettered(self, event_type: str) -> None: ...
     def skipped(self, event_type: str) -> None: ...
 
+
+# Bound on a synchronous commit (at revocation and shutdown); one that does not answer is not
+# committed, and the work is redone by the partition's next owner.
+_COMMIT_TIMEOUT_S = 15.0
 
 NO_EVENT_TYPE = "none"  # label of messages without an `eventType` header (e.g. raw storage notifications)
 
@@ -140,6 +146,7 @@ class StageRunner:
         clock: Callable[[], float] = time.monotonic,
         observer: RunnerObserver | None = None,
         tracer: Tracer | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.stage = stage
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
@@ -165,13 +172,18 @@ class StageRunner:
         self._last_commit = clock()
         self.stats = RunnerStats()
         self.assigned = threading.Event()  # set once partitions are assigned: lets callers await readiness
-        self.heartbeat = clock()  # last time the polling loop went round: liveness for /health/live
+        self.heartbeat = clock()  # last time the polling loop went round
+        # Liveness (pipeline/progress.py): the loop must go round, and running attempts must end.
+        self._loop_beat = progress.track("poll loop") if progress is not None else unwatched()
+        self._work_beat = progress.track(f"{stage.name} work") if progress is not None else unwatched()
+        self._attempts_running = 0
 
     # -- public -----------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Consume until `stop()`, then drain in-flight work (bounded), commit and close."""
         self.stage.start()
+        self._loop_beat.busy()
         self._consumer.subscribe(
             list(self.stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -181,11 +193,14 @@ class StageRunner:
             self._drain(list(self._partitions))
             self._commit()
         finally:
-            self._consumer.close()
+            # close() revokes what is still assigned (on_revoke: drain, commit) and leaves the group;
+            # with the coordinator gone it can wait forever, so it is bounded like the commits.
+            close_quietly(self._consumer, self._settings.drain_timeout_s + _COMMIT_TIMEOUT_S + 10.0)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             self._publisher.close()
             self.stage.close()
+            self._loop_beat.idle()
 
     def stop(self) -> None:
         """Ask the runner to finish; safe from signal handlers and other threads."""
@@ -206,6 +221,7 @@ class StageRunner:
     def _step(self) -> None:
         """One round: read (steps 1-3), apply finished work (5), fire due retries, pause or resume, commit (6)."""
         now = self.heartbeat = self._clock()
+        self._loop_beat.progressed()
         in_flight = self.stats.in_flight = self.in_flight
         free = self._settings.max_in_flight - in_flight
         # Short waits while work runs, so finished work is committed and followed up promptly.
@@ -261,6 +277,8 @@ class StageRunner:
             self._submit(job)
 
     def _submit(self, job: _Job) -> None:
+        self._attempts_running += 1
+        self._work_beat.busy()
         if self._pool is None:
             self._run(job)  # threads=0: cheap stages run on the polling thread, no hand-off
         else:
@@ -320,6 +338,10 @@ class StageRunner:
 
     def _complete(self, job: _Job, error: BaseException | None) -> None:
         """Step 5: finish the offset and free the key, or retry later, or turn the job into a dead letter."""
+        self._attempts_running -= 1
+        self._work_beat.progressed()  # an attempt ended, well or not: the stage is not stuck
+        if self._attempts_running == 0:
+            self._work_beat.idle()
         part = self._partitions.get(job.tp)
         if part is None or part.generation != job.generation:
             return  # abandoned on revocation: the partition's new owner redoes it
@@ -397,7 +419,7 @@ class StageRunner:
             self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
         self._paused = want
 
-    def _commit(self, only: list[TP] | None = None, asynchronous: bool = False) -> None:
+    def _commit(self, only: list[TP] | None = None, asynchronous: bool = False, in_callback: bool = False) -> None:
         """Step 6: commit finished offsets. While running, asynchronously: a lost commit is covered by the next
         one or, at revocation and shutdown, by the synchronous commit, which resends every offset."""
         self._last_commit = self._clock()
@@ -410,8 +432,18 @@ class StageRunner:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
-        except KafkaException as exc:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            elif in_callback:
+                # Inside a rebalance callback librdkafka serves a commit only from the callback's own
+                # thread (from another one it waits for the callback to return: a deadlock, seen).
+                # Unbounded here, then; a hang stops the poll loop, which /health/live reports.
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                # A synchronous commit waits for the coordinator, which may be gone: bounded.
+                call_bounded(lambda: self._consumer.commit(offsets=offsets, asynchronous=False),
+                             _COMMIT_TIMEOUT_S, "commit")
+        except (KafkaException, CallTimedOut) as exc:
             # E.g. a rebalance in progress: the offsets stay pending and go with the next commit.
             log.warning("%s: commit failed, will retry: %s", self.stage.name, exc)
             return
@@ -425,6 +457,7 @@ class StageRunner:
         wanted = set(tps)
         while self._clock() < deadline:
             self.heartbeat = self._clock()
+            self._loop_beat.progressed()
             if not any(self._partitions[tp].offsets.in_flight for tp in wanted if tp in self._partitions):
                 return
             self._collect(block_s=0.05)
@@ -443,7 +476,7 @@ class StageRunner:
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         tps = [(t.topic, t.partition) for t in partitions]
         self._drain(tps)
-        self._commit(only=tps)
+        self._commit(only=tps, in_callback=True)
         log.info("%s: revoked %s (drained and committed)", self.stage.name, tps)
         self._forget(tps)
 

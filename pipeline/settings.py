@@ -76,6 +76,10 @@ class WorkerSettings(BaseModel):
     # How long to wait for the broker to acknowledge a produced event.
     delivery_timeout_s: float = Field(default=30.0, gt=0)
     session_timeout_ms: int = 10_000
+    # /health/live answers 503 when the poll loop, the stage's work, the publisher or an outbox relay
+    # has had work and no outcome for this long (pipeline/progress.py); the supervisor then restarts
+    # the worker. Above every bounded call (delivery, transactions: 30 s) with a margin.
+    liveness_timeout_s: float = Field(default=120.0, gt=0)
     max_poll_interval_ms: int = 300_000
     # Health and metrics endpoints (/health/*, /metrics). 0 = any free port, logged at start-up;
     # the fleet supervisor assigns one per worker. Bind 0.0.0.0 in a container.

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from pipeline.envelope import H_EVENT_TYPE, H_TRACEPARENT, headers_dict
 from pipeline.errors import ErrorKind, default_classify
+from pipeline.progress import Progress
 from pipeline.publisher import Outgoing
 from pipeline.registry import Event, EventRegistry
 
@@ -90,6 +91,10 @@ class EventStage(ABC):
         return default_classify(exc)
 
     def start(self) -> None:
+        return None
+
+    def watch_progress(self, progress: Progress) -> None:
+        """Register background work (e.g. an outbox relay) with the worker's liveness; optional for a stage."""
         return None
 
     def close(self) -> None:

@@ -56,7 +56,8 @@ class EnsureReport:
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> EnsureReport:
     """Create missing topics, grow partition counts and apply configs; never shrink or delete.
 
-    Safe to run at every start-up from every worker at once: "already exists" is success.
+    Safe to run at every start-up from every worker at once: "already exists" is success. Every
+    broker request is bounded by `timeout_s` (the futures fail with a timeout, never wait forever).
     """
     existing = admin.list_topics(timeout=timeout_s).topics
     created, grown, reconfigured, unchanged = [], [], [], []
@@ -65,7 +66,7 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
     if missing:
         futures = admin.create_topics(
             [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in missing],
-            operation_timeout=timeout_s,
+            operation_timeout=timeout_s, request_timeout=timeout_s,
         )
         for name, fut in futures.items():
             try:
@@ -79,7 +80,8 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
     present = [s for s in specs if s.name in existing]
     to_grow = [s for s in present if len(existing[s.name].partitions) < s.partitions]
     if to_grow:
-        for name, fut in admin.create_partitions([NewPartitions(s.name, s.partitions) for s in to_grow]).items():
+        for name, fut in admin.create_partitions([NewPartitions(s.name, s.partitions) for s in to_grow],
+                                                    operation_timeout=timeout_s, request_timeout=timeout_s).items():
             try:
                 fut.result()
                 grown.append(name)
@@ -89,7 +91,8 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
                     raise
 
     if present:
-        described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in present])
+        described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in present],
+                                           request_timeout=timeout_s)
         current = {res.name: fut.result() for res, fut in described.items()}
         for spec in present:
             have = current[spec.name]
@@ -100,7 +103,7 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float =
                 continue
             entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
             resource = ConfigResource(ConfigResource.Type.TOPIC, spec.name, incremental_configs=entries)
-            for fut in admin.incremental_alter_configs([resource]).values():
+            for fut in admin.incremental_alter_configs([resource], request_timeout=timeout_s).values():
                 fut.result()
             reconfigured.append(spec.name)
     log.info("topics: created=%s grown=%s reconfigured=%s", created, grown, reconfigured)

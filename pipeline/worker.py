@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from types import FrameType
@@ -27,6 +26,7 @@ from pipeline.health import (
 from pipeline.kafka_config import admin_config, consumer_config, producer_config
 from pipeline.metrics import CONTENT_TYPE, StageMetrics
 from pipeline.preflight import check_kafka
+from pipeline.progress import Progress
 from pipeline.publisher import Publisher
 from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
@@ -53,27 +53,32 @@ def group_id(stage_name: str) -> str:
 
 def build_runner(
     stage: Stage, settings: Settings, observer: RunnerObserver | None = None, tracer: Tracer | None = None,
-    stats_cb: Callable[[str], None] | None = None,
+    stats_cb: Callable[[str], None] | None = None, progress: Progress | None = None,
 ) -> StageRunner:
-    """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag)."""
+    """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag);
+    `progress` collects the heartbeats of the poll loop, the stage's work and the publisher."""
     config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name)))
     if stats_cb is not None:
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
-    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s,
+                          heartbeat=progress.track("publisher") if progress is not None else None)
+    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, progress=progress)
 
 
 def start_health_server(
     runner: StageRunner, checks: Mapping[str, Check], settings: Settings, metrics: StageMetrics | None = None,
+    progress: Progress | None = None,
 ) -> HealthServer:
-    """Serve /health/* and /metrics for `runner` on the configured host and port (0 = any free port)."""
-    # A revocation may hold the loop for up to the drain timeout; only well beyond that is it stuck.
-    stale_after_s = settings.worker.drain_timeout_s + 60.0
+    """Serve /health/* and /metrics for `runner` on the configured host and port (0 = any free port).
+
+    `/health/live` fails when a heartbeat of `progress` (poll loop, stage work, publisher, outbox
+    relays) has been busy without an outcome for `DARKROOM_WORKER__LIVENESS_TIMEOUT_S`.
+    """
+    watchdog = progress if progress is not None else Progress(settings.worker.liveness_timeout_s)
 
     def live() -> str | None:
-        age = time.monotonic() - runner.heartbeat
-        return None if age < stale_after_s else f"the polling loop has not gone round for {age:.0f}s"
+        return watchdog.stuck()
 
     def ready() -> str | None:
         if runner.stopping:
@@ -117,17 +122,21 @@ def run_worker(
     exporting = settings.telemetry.otlp_endpoint is not None or settings.telemetry.span_file is not None
     tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting else None
     metrics = StageMetrics(stage_name, settings.telemetry.service_name)
+    progress = Progress(settings.worker.liveness_timeout_s)
     runner = build_runner(
         stage, settings, observer=metrics, tracer=tracing.get_tracer("darkroom.runner") if tracing else None,
-        stats_cb=metrics.on_stats,
+        stats_cb=metrics.on_stats, progress=progress,
     )
+    watch = getattr(stage, "watch_progress", None)
+    if callable(watch):
+        watch(progress)  # e.g. the outbox relay of a business consumer
     metrics.watch_in_flight(lambda: runner.stats.in_flight)
     all_checks = {
         KAFKA: kafka_check(admin, stage.topics[0], settings.telemetry.check_timeout_s),
         **stage_checks(stage),
         **(checks or {}),
     }
-    server = start_health_server(runner, all_checks, settings, metrics)
+    server = start_health_server(runner, all_checks, settings, metrics, progress)
     # Parsed by the fleet supervisor's tests and handy by hand with port 0; once per process, not per message.
     log.info("%s: health and metrics on %s (%s)", stage_name, server.url, ", ".join(server.paths()))
 

@@ -24,10 +24,12 @@ from operations.fleet.state import (
     pid_alive,
     read_state,
     state_path,
+    worker_live,
     worker_ready,
 )
 from operations.fleet.supervisor import (
     LagMonitor,
+    LivenessMonitor,
     RestartPolicy,
     ScalePolicy,
     Supervisor,
@@ -57,9 +59,13 @@ def fleet_group() -> None:
 @click.option("--probe-interval", "probe_s", default=2.0, show_default=True, help="Seconds between two lag probes.")
 @click.option("--restart-backoff", "backoff_s", default=1.0, show_default=True,
               help="First restart delay of a crashed worker; doubles per quick crash, up to 30 s.")
+@click.option("--liveness-interval", "live_s", default=5.0, show_default=True,
+              help="Seconds between two /health/live probes of each worker (0: never probe).")
+@click.option("--liveness-failures", "live_failures", default=3, show_default=True, type=click.IntRange(min=1),
+              help="A worker failing this many liveness probes in a row is killed and restarted.")
 @click.pass_obj
 def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_s: float, cooldown_s: float,
-               probe_s: float, backoff_s: float) -> None:
+               probe_s: float, backoff_s: float, live_s: float, live_failures: int) -> None:
     """Run the fleet until Ctrl-C or SIGTERM, then drain every worker and exit.
 
     Worker logs: <data dir>/logs/fleet/STAGE-N.log. State for `darkroom fleet status`:
@@ -95,10 +101,14 @@ def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_
         port_picker=lambda: free_port(settings.worker.http_host),
         state_file=path,
         scale=ScalePolicy(lag_per_worker=lag_per_worker, idle_s=idle_s, cooldown_s=cooldown_s, probe_interval_s=probe_s),
-        restart=RestartPolicy(initial_backoff_s=backoff_s, stop_timeout_s=restart_timeout),
+        restart=RestartPolicy(initial_backoff_s=backoff_s, stop_timeout_s=restart_timeout,
+                              unhealthy_after=live_failures),
     )
     probe = lag_probe(settings, list(supervisor.specs))
     monitor = LagMonitor(probe, list(supervisor.specs), probe_s).start()
+    host = settings.worker.http_host
+    liveness = (LivenessMonitor(lambda: supervisor.live_targets, lambda port: worker_live(host, port), live_s).start()
+                if live_s > 0 else None)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -111,9 +121,11 @@ def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_
     summary = ", ".join(f"{s.stage}={s.minimum}" + (f"..{s.maximum}" if s.scales else "") for s in specs)
     click.echo(f"fleet up: {summary}; `darkroom fleet status` shows it; Ctrl-C stops it", err=True)
     try:
-        supervisor.run(stop, monitor)
+        supervisor.run(stop, monitor, liveness=liveness)
     finally:
         monitor.close()
+        if liveness is not None:
+            liveness.close()
         probe.close()
     click.echo("fleet stopped", err=True)
 

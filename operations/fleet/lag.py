@@ -18,6 +18,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from pipeline.bounded import close_quietly
+
 TP = tuple[str, int]
 
 
@@ -64,6 +66,7 @@ class LagProbe:
         consumer = self._consumers.get(group)
         if consumer is None:
             consumer = self._consumers[group] = self._new_consumer(group)
+        consumer.poll(0)  # never subscribed, so nothing to read: serves its log and error callbacks
         topics = self._topics.get(group, ())
         metadata = consumer.list_topics(timeout=self._timeout_s)
         partitions = [TopicPartition(t, p) for t in topics if t in metadata.topics for p in metadata.topics[t].partitions]
@@ -84,7 +87,7 @@ class LagProbe:
     def close(self) -> None:
         with self._lock:
             for consumer in self._consumers.values():
-                consumer.close()
+                close_quietly(consumer, self._timeout_s)
             self._consumers.clear()
 
 

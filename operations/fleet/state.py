@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -104,3 +107,34 @@ def worker_ready(host: str, port: int) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+@dataclass(frozen=True)
+class LiveAnswer:
+    """One liveness probe of a worker process: live True/False, or None when it does not serve HTTP (yet)."""
+
+    pid: int
+    live: bool | None
+    reason: str = ""
+
+
+def worker_live(host: str, port: int, timeout_s: float = 2.0) -> tuple[bool | None, str]:
+    """Probe `/health/live`: (True, "ok"); (False, reason) on a 503 or no answer in time; (None, why)
+    when nothing listens (a worker still starting, or one that just exited: neither is "stuck")."""
+    url = f"http://{host}:{port}/health/live"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return resp.status == 200, "ok"
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = str(json.loads(exc.read() or b"{}").get("reason", exc.reason))
+        except ValueError:
+            reason = str(exc.reason)
+        return False, reason
+    except (TimeoutError, socket.timeout):
+        return False, f"no answer within {timeout_s:g}s"
+    except (urllib.error.URLError, OSError) as exc:
+        cause = getattr(exc, "reason", exc)
+        if isinstance(cause, (TimeoutError, socket.timeout)):
+            return False, f"no answer within {timeout_s:g}s"
+        return None, str(cause)

@@ -5,11 +5,16 @@
 - A stage with bounds `MIN..MAX` scales on its consumer group's lag: one worker more while the lag
   exceeds `lag_per_worker` × workers (never more workers than partitions: extras would idle), one
   fewer after the group has had no lag for `idle_s`; one step per `cooldown_s`.
+- A worker that runs but is not live (its `/health/live` answers 503 or nothing for
+  `unhealthy_after` probes in a row: some part of it is stuck, see pipeline/progress.py) is
+  killed with SIGKILL and restarted like one that exited. A worker not yet serving HTTP (starting)
+  does not count against it.
 - Stopping sends SIGTERM to every worker (they drain and commit) and SIGKILL to those still alive
   after `stop_timeout_s`.
 
-Everything happens on the thread that calls `tick()`; lag is probed on a thread of its own
-(`LagMonitor`) because a broker that does not answer must not delay restarts.
+Everything happens on the thread that calls `tick()`; lag and liveness are probed on threads of
+their own (`LagMonitor`, `LivenessMonitor`) because a broker or a worker that does not answer must
+not delay restarts.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from operations.fleet.lag import GroupLag, LagProbe, rate
 from operations.fleet.spec import StageSpec
 from operations.fleet.state import (
     FleetState,
+    LiveAnswer,
     StageState,
     WorkerState,
     pid_alive,
@@ -98,6 +104,7 @@ class RestartPolicy:
     max_backoff_s: float = 30.0
     stable_after_s: float = 30.0
     stop_timeout_s: float = 45.0  # the worker's drain timeout (30 s by default) plus a margin
+    unhealthy_after: int = 3  # consecutive failed liveness probes before a running worker is killed
 
 
 @dataclass
@@ -113,6 +120,9 @@ class _Slot:
     failures: int = 0  # consecutive runs shorter than stable_after_s
     restart_at: float | None = None
     retiring_since: float | None = None  # when SIGTERM was sent
+    not_live: int = 0  # consecutive liveness probes of the current process that failed
+    not_live_reason: str = ""
+    killed_not_live: bool = False
 
     @property
     def name(self) -> str:
@@ -157,6 +167,8 @@ class Supervisor:
         self._stopping = False
         self._started_wall = time.time()
         self.history: deque[str] = deque(maxlen=50)
+        # (pid, port) of running workers, rebuilt each tick, read by the LivenessMonitor's thread.
+        self.live_targets: list[tuple[int, int]] = []
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -202,7 +214,8 @@ class Supervisor:
                     self._retire(slot)
         self.write_state()
 
-    def run(self, stop: threading.Event, monitor: LagMonitor | None = None, tick_s: float = 0.25) -> None:
+    def run(self, stop: threading.Event, monitor: LagMonitor | None = None, tick_s: float = 0.25,
+            liveness: LivenessMonitor | None = None) -> None:
         """Start, then tick until `stop` is set, then stop the workers and wait for them."""
         self.start()
         try:
@@ -210,6 +223,9 @@ class Supervisor:
                 if monitor is not None:
                     for lag in monitor.take():
                         self.observe(lag)
+                if liveness is not None:
+                    for answer in liveness.take():
+                        self.observe_live(answer)
                 self.tick()
                 stop.wait(tick_s)
         finally:
@@ -218,6 +234,20 @@ class Supervisor:
                 self.tick()
                 time.sleep(0.1)  # child exit has no portable event to wait on; 100 ms bounds the delay
             self.write_state(final=True)
+
+    # -- liveness ---------------------------------------------------------------------------------
+
+    def observe_live(self, answer: LiveAnswer) -> None:
+        """Take a liveness probe of a worker into account (applied to its process only, by pid)."""
+        slot = next((s for slots in self._slots.values() for s in slots
+                     if s.proc is not None and s.proc.pid == answer.pid and s.retiring_since is None), None)
+        if slot is None or answer.live is None:
+            return  # gone, stopping, or not serving yet: the exit check handles it
+        if answer.live:
+            slot.not_live = 0
+        else:
+            slot.not_live += 1
+            slot.not_live_reason = answer.reason
 
     # -- scaling ----------------------------------------------------------------------------------
 
@@ -274,6 +304,7 @@ class Supervisor:
         slot.started = self._clock()
         slot.started_wall = time.time()
         slot.restart_at = None
+        slot.not_live, slot.killed_not_live = 0, False
         log.info("started %s pid %d, http port %d, log %s", slot.name, slot.proc.pid, slot.port, slot.log)
 
     def _check(self, slot: _Slot, slots: list[_Slot], now: float) -> None:
@@ -288,6 +319,12 @@ class Supervisor:
                 self._note(f"{slot.name} pid {slot.proc.pid} still draining after {self.restart.stop_timeout_s:g}s: SIGKILL")
                 slot.proc.kill()
                 slot.retiring_since = now  # and wait for the kill to be reaped
+            elif (slot.retiring_since is None and not slot.killed_not_live
+                  and slot.not_live >= self.restart.unhealthy_after):
+                self._note(f"{slot.name} pid {slot.proc.pid} not live for {slot.not_live} probes "
+                           f"({slot.not_live_reason}): SIGKILL", logging.WARNING)
+                slot.killed_not_live = True
+                slot.proc.kill()  # reaped by a next tick, then restarted with the usual backoff
             return
         if slot.retiring_since is not None:
             log.info("%s pid %d stopped (exit %s)", slot.name, slot.proc.pid, code)
@@ -344,6 +381,8 @@ class Supervisor:
         )
 
     def write_state(self, final: bool = False) -> None:
+        self.live_targets = [(s.proc.pid, s.port) for slots in self._slots.values() for s in slots
+                             if s.proc is not None and s.port is not None and s.retiring_since is None]
         if self._state_file is not None:
             write_state(self._state_file, self.snapshot(final))
 
@@ -379,6 +418,41 @@ class LagMonitor:
 
     def close(self, timeout_s: float = 15.0) -> None:
         """Stop probing; waits for a probe in progress (bounded by the probe's own timeouts)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+
+class LivenessMonitor:
+    """Probes every running worker's `/health/live` every `interval_s` on a daemon thread; `take()` collects."""
+
+    def __init__(self, targets: Callable[[], list[tuple[int, int]]], probe: Callable[[int], tuple[bool | None, str]],
+                 interval_s: float) -> None:
+        self._targets = targets  # (pid, port) of the workers to probe, as of now
+        self._probe = probe  # port -> (live: True / False / None = not serving, reason)
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._fresh: list[LiveAnswer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fleet-liveness", daemon=True)
+
+    def start(self) -> LivenessMonitor:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            for pid, port in self._targets():
+                live, reason = self._probe(port)
+                with self._lock:
+                    self._fresh.append(LiveAnswer(pid, live, reason))
+
+    def take(self) -> list[LiveAnswer]:
+        with self._lock:
+            fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def close(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.topics import DEAD_LETTER_QUEUE, TopicSpec
 
-__all__ = ["DEAD_LETTER_QUEUE", "FILES", "GALLERIES", "INVITES", "SHOOTS", "STORAGE_EVENTS", "USERS",
+__all__ = ["DEAD_LETTER_QUEUE", "FILES", "GALLERIES", "INVITES", "OUTBOX_MARKS", "SHOOTS", "STORAGE_EVENTS", "USERS",
            "TopicSpec", "default_topic_specs"]
 
 SHOOTS = "shoots"
@@ -13,6 +13,9 @@ INVITES = "invites"
 FILES = "files"
 GALLERIES = "galleries"
 STORAGE_EVENTS = "storage.events"
+# Platform-internal: each outbox relay's high-water mark, written in the relay's Kafka transaction
+# (orchestration/outbox_marks.py). Not an event topic: no consumer group reads it.
+OUTBOX_MARKS = "outbox.marks"
 
 _FOREVER = "-1"
 
@@ -31,4 +34,8 @@ def default_topic_specs(partitions: int = 6, replication_factor: int = 1) -> lis
         TopicSpec(STORAGE_EVENTS, partitions, replication_factor, week),
         # Dead letters wait for a human: keep them until redriven or purged by hand.
         TopicSpec(DEAD_LETTER_QUEUE, max(1, partitions // 2), replication_factor, keep),
+        # One partition, compacted: the last mark per relay id survives, and a relay reads the whole
+        # partition at start-up. Hour-long segments let the cleaner keep that read short.
+        TopicSpec(OUTBOX_MARKS, 1, replication_factor,
+                  {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000), "retention.ms": _FOREVER}),
     ]
