@@ -57,8 +57,8 @@ class ThumbnailSpec(_Spec):
     height: int = Field(ge=1, le=10_000)
     fit: Literal["inside", "cover", "exact"] = "cover"
     crop: Literal["centre", "attention", "entropy"] = "attention"  # which part `cover` keeps
-    # `cover` and `exact` always make the box (a tiny source is enlarged); `inside` never
-    # enlarges unless asked.
+    # No fit enlarges a photo smaller than the box unless asked: `cover`/`exact` then make the
+    # largest box of the same aspect inside the photo, `inside` keeps the photo's size.
     enlarge: bool = False
 
 

@@ -10,8 +10,8 @@ from stages.imaging.safe_load import Crop, SizeMode
 def _mode(spec: ThumbnailSpec) -> tuple[SizeMode, Crop]:
     """libvips thumbnail size mode and crop for a fit."""
     if spec.fit == "cover":
-        # A thumbnail grid wants every cell the same size, so cover fills the box even from a
-        # tiny source.
+        # Fills the box; a photo smaller than the box is not enlarged (load_thumbnail shrinks the
+        # box to fit it, keeping the box's aspect) unless `enlarge`.
         return "both", spec.crop
     if spec.fit == "exact":
         return "force", "none"
@@ -21,10 +21,11 @@ def _mode(spec: ThumbnailSpec) -> tuple[SizeMode, Crop]:
 def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Rendition:
     """Make a ``spec.width`` x ``spec.height`` thumbnail of ``data``.
 
-    ``fit``: "inside" keeps the aspect and fits in the box (never enlarging unless
-    ``spec.enlarge``); "cover" fills the box and crops what overflows, keeping the centre or the
-    most interesting part ("attention": skin, saturation, edges; "entropy": detail); "exact"
-    distorts to the box. Same safe decode as every stage (header limits, orientation, sRGB, first
+    ``fit``: "inside" keeps the aspect and fits in the box; "cover" fills the box and crops what
+    overflows, keeping the centre or the most interesting part ("attention": skin, saturation,
+    edges; "entropy": detail); "exact" distorts to the box. No fit enlarges a photo smaller than
+    the box unless ``spec.enlarge``: cover and exact then make the largest box of the same aspect
+    that fits inside the photo (a 1x1 photo stays 1x1). Same safe decode as every stage (header limits, orientation, sRGB, first
     frame, no metadata); alpha is kept for WebP/AVIF/PNG and flattened onto ``spec.background``
     for JPEG.
 
@@ -34,6 +35,7 @@ def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Renditio
     size, crop = _mode(spec)
     header, image = load_thumbnail(
         data, spec.width, height=spec.height, size=size, crop=crop, limits=limits,
-        background=spec.background_rgb, keep_alpha=spec.format != "jpeg",
+        background=spec.background_rgb, keep_alpha=spec.format != "jpeg", 
+        shrink_box=spec.fit != "inside" and not spec.enlarge,
     )
     return encode(image, OutputOptions.from_spec(spec), what=f"{header.format.upper()} image")
