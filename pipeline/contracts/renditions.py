@@ -88,12 +88,24 @@ class WatermarkSpec(_Spec):
 RenditionSpec = Annotated[ResizeSpec | ThumbnailSpec | WatermarkSpec, Field(discriminator="stage")]
 
 
+class FactsSpec(BaseModel):
+    """What of the original's capture facts (camera, lens, exposure, time, size) leaves the original.
+
+    GPS is off unless the studio opts in: a photo's position can be a client's home address.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gps: bool = False
+
+
 class RenditionGraph(BaseModel):
     """Every declared rendition by name, checked to form a forest rooted at `original`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     renditions: dict[Annotated[str, Field(pattern=_NAME)], RenditionSpec]
+    facts: FactsSpec = FactsSpec()
 
     @model_validator(mode="after")
     def _acyclic(self) -> RenditionGraph:

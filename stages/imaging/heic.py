@@ -45,11 +45,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def heic_exif(data: bytes) -> bytes | None:
-    """The primary image's EXIF block, read from the container without decoding any pixel."""
-    info = _open(data, hdr=False).info
-    exif = info.get("exif")
-    return bytes(exif) if exif else None
+def heic_header(data: bytes) -> tuple[bytes | None, tuple[int, int]]:
+    """The primary image's EXIF block and its right-way-up (width, height), read from the
+    container without decoding any pixel."""
+    heif = _open(data, hdr=False)
+    exif = heif.info.get("exif")
+    return (bytes(exif) if exif else None), heif.size
 
 
 def decode_heic(data: bytes) -> pyvips.Image:

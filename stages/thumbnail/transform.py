@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pipeline.contracts.renditions import ThumbnailSpec
-from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail
+from dataclasses import replace
+
+from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail, vips_errors
+from stages.imaging.placeholder import blurhash
 from stages.imaging.safe_load import Crop, SizeMode
 
 
@@ -29,6 +32,8 @@ def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Renditio
     frame, no metadata); alpha is kept for WebP/AVIF/PNG and flattened onto ``spec.background``
     for JPEG.
 
+    The rendition carries a BlurHash ``placeholder`` of itself (4x3 components, 3:4 for portrait).
+
     Raises:
         ImageRejected: for anything that is not a usable image.
     """
@@ -38,4 +43,9 @@ def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Renditio
         background=spec.background_rgb, keep_alpha=spec.format != "jpeg", 
         shrink_box=spec.fit != "inside" and not spec.enlarge,
     )
-    return encode(image, OutputOptions.from_spec(spec), what=f"{header.format.upper()} image")
+    what = f"{header.format.upper()} image"
+    with vips_errors(what):
+        # Decoded once into memory (a thumbnail is small): the encoder and the placeholder both read it.
+        image = image.copy_memory()
+        placeholder = blurhash(image, *((4, 3) if image.width >= image.height else (3, 4)))
+    return replace(encode(image, OutputOptions.from_spec(spec), what=what), placeholder=placeholder)
