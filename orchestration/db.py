@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS gallery_renditions (
     width INTEGER NOT NULL, height INTEGER NOT NULL, bytes INTEGER NOT NULL, format TEXT NOT NULL,
     PRIMARY KEY (file_id, rendition)
 );
+-- Capture facts (JSON of the file.processed `facts`) and the placeholder of a gallery photo; the
+-- sort key orders a gallery by when photos were shot (UTC when the camera knew its offset).
+CREATE TABLE IF NOT EXISTS gallery_photo_details (
+    file_id TEXT PRIMARY KEY, shoot_id TEXT NOT NULL, facts TEXT, captured_sort TEXT, placeholder TEXT
+);
 -- The notifier's view: who the client of a shoot is, and gallery changes not yet mailed.
 CREATE TABLE IF NOT EXISTS notify_shoots (
     shoot_id TEXT PRIMARY KEY, title TEXT NOT NULL, client_email TEXT NOT NULL, correlation_id TEXT NOT NULL

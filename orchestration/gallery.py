@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pydantic import BaseModel
 
@@ -25,6 +26,7 @@ from pipeline.contracts.events import (
     FILE_DELETED,
     FILE_PROCESSED,
     FILE_UPLOADED,
+    CaptureFacts,
     FileDeleted,
     FileProcessed,
     FileUploaded,
@@ -72,6 +74,7 @@ class GalleryStage(OrchestrationStage):
             "INSERT OR REPLACE INTO gallery_renditions (file_id, rendition, shoot_id, key, width, height, bytes, format)"
             " VALUES (?,?,?,?,?,?,?,?)", (p.file_id, p.rendition, p.shoot_id, p.key, p.width, p.height, p.bytes, p.format),
         )
+        _store_details(tx, p)
         if status != "pending":
             return  # already complete: a re-made rendition updates the row, not the gallery's membership
         have = {r["rendition"]: r for r in tx.execute(
@@ -83,9 +86,11 @@ class GalleryStage(OrchestrationStage):
             GalleryRendition(name=n, key=r["key"], width=r["width"], height=r["height"], bytes=r["bytes"], format=r["format"])
             for n, r in sorted(have.items()) if n in self.required
         ]
+        facts, placeholder = _details(tx, p.file_id)
         fx.emit(
             GalleryUpdated(shoot_id=p.shoot_id, file_id=p.file_id, change="added", renditions=renditions,
-                           photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at),
+                           photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at,
+                           facts=facts, placeholder=placeholder),
             event_id=event_id("gallery.updated", p.file_id, "added"), cause=env,
         )
 
@@ -101,6 +106,7 @@ class GalleryStage(OrchestrationStage):
             for key in keys:
                 self.store.delete(key)
         tx.execute("DELETE FROM gallery_renditions WHERE file_id = ?", (p.file_id,))
+        tx.execute("DELETE FROM gallery_photo_details WHERE file_id = ?", (p.file_id,))
         tx.execute("INSERT INTO gallery_photos (file_id, shoot_id, status, correlation_id, updated_at)"
                    " VALUES (?,?,'deleted',?,?) ON CONFLICT (file_id) DO UPDATE SET status = 'deleted', updated_at = ?",
                    (p.file_id, p.shoot_id, env.correlation_id, when, when))
@@ -110,6 +116,39 @@ class GalleryStage(OrchestrationStage):
                                photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at),
                 event_id=event_id("gallery.updated", p.file_id, "removed"), cause=env,
             )
+
+
+def _store_details(tx: sqlite3.Connection, p: FileProcessed) -> None:
+    """Keep the capture facts and the placeholder a rendition brings (each comes with one rendition)."""
+    if p.facts is None and p.placeholder is None:
+        return
+    tx.execute("INSERT OR IGNORE INTO gallery_photo_details (file_id, shoot_id) VALUES (?,?)", (p.file_id, p.shoot_id))
+    if p.facts is not None:
+        tx.execute("UPDATE gallery_photo_details SET facts = ?, captured_sort = ? WHERE file_id = ?",
+                   (p.facts.model_dump_json(exclude_none=True), capture_sort_key(p.facts.captured_at), p.file_id))
+    if p.placeholder is not None:
+        tx.execute("UPDATE gallery_photo_details SET placeholder = ? WHERE file_id = ?", (p.placeholder, p.file_id))
+
+
+def _details(tx: sqlite3.Connection, file_id: str) -> tuple[CaptureFacts | None, str | None]:
+    row = tx.execute("SELECT facts, placeholder FROM gallery_photo_details WHERE file_id = ?", (file_id,)).fetchone()
+    if row is None:
+        return None, None
+    return (CaptureFacts.model_validate_json(row["facts"]) if row["facts"] else None), row["placeholder"]
+
+
+def capture_sort_key(captured_at: str | None) -> str | None:
+    """A key that orders capture times: the UTC instant when the offset is known, else the local time
+    as written (a camera without offset is taken to be in UTC: the best guess, and stable)."""
+    if not captured_at:
+        return None
+    try:
+        moment = datetime.fromisoformat(captured_at)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat()
 
 
 def _count(tx: sqlite3.Connection, shoot_id: str) -> int:
@@ -122,22 +161,31 @@ def _count(tx: sqlite3.Connection, shoot_id: str) -> int:
 
 @dataclass(frozen=True)
 class GalleryPhoto:
-    """A complete photo of a gallery with its renditions (name, key, width, height, bytes, format)."""
+    """A complete photo of a gallery with its renditions (name, key, width, height, bytes, format),
+    its capture facts and its BlurHash placeholder when the pipeline produced them."""
 
     file_id: str
     updated_at: str
     renditions: list[tuple[str, str, int, int, int, str]]
+    facts: CaptureFacts | None = None
+    placeholder: str | None = None
 
 
 def gallery_photos(conn: sqlite3.Connection, shoot_id: str) -> list[GalleryPhoto]:
-    """The complete photos of a shoot, by file id."""
-    photos = conn.execute("SELECT file_id, updated_at FROM gallery_photos WHERE shoot_id = ? AND status = 'complete'"
-                          " ORDER BY file_id", (shoot_id,)).fetchall()
+    """The complete photos of a shoot in the order they were shot; photos without a capture time
+    last, by file id."""
+    photos = conn.execute(
+        "SELECT p.file_id, p.updated_at, d.facts, d.placeholder FROM gallery_photos p"
+        " LEFT JOIN gallery_photo_details d ON d.file_id = p.file_id"
+        " WHERE p.shoot_id = ? AND p.status = 'complete'"
+        " ORDER BY d.captured_sort IS NULL, d.captured_sort, p.file_id", (shoot_id,)).fetchall()
     out = []
     for photo in photos:
         rows = conn.execute("SELECT rendition, key, width, height, bytes, format FROM gallery_renditions"
                             " WHERE file_id = ? ORDER BY rendition", (photo["file_id"],)).fetchall()
-        out.append(GalleryPhoto(photo["file_id"], photo["updated_at"], [tuple(r) for r in rows]))  # type: ignore[misc]
+        facts = CaptureFacts.model_validate_json(photo["facts"]) if photo["facts"] else None
+        out.append(GalleryPhoto(photo["file_id"], photo["updated_at"], [tuple(r) for r in rows],  # type: ignore[misc]
+                                facts, photo["placeholder"]))
     return out
 
 
@@ -149,4 +197,6 @@ def gallery_snapshot(conn: sqlite3.Connection, shoot_id: str) -> dict[str, list[
             " ORDER BY file_id", (shoot_id,))],
         "renditions": [tuple(r) for r in conn.execute(
             "SELECT * FROM gallery_renditions WHERE shoot_id = ? ORDER BY file_id, rendition", (shoot_id,))],
+        "details": [tuple(r) for r in conn.execute(
+            "SELECT * FROM gallery_photo_details WHERE shoot_id = ? ORDER BY file_id", (shoot_id,))],
     }

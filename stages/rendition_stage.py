@@ -18,9 +18,9 @@ from pydantic import BaseModel
 
 from pipeline.contracts.events import (
     FILE_PROCESSED,
-    CaptureFacts,
     FILE_UPLOADED,
     H_RENDITION,
+    CaptureFacts,
     FileProcessed,
     FileUploaded,
 )

@@ -16,7 +16,6 @@ from stages.imaging.errors import ImageRejected
 from stages.imaging.limits import ImageLimits
 from stages.imaging.tiff import TiffError, raw_layout
 
-
 # Camera RAW kinds (TIFF-based); "raw" is a TIFF holding sensor data from another vendor.
 RAW_FORMATS = frozenset({"dng", "nef", "arw", "cr2", "raw"})
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.contracts.renditions import ThumbnailSpec
 from dataclasses import replace
 
+from pipeline.contracts.renditions import ThumbnailSpec
 from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail, vips_errors
 from stages.imaging.placeholder import blurhash
 from stages.imaging.safe_load import Crop, SizeMode
