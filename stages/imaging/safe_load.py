@@ -147,7 +147,10 @@ def _load_raw(
     _, image = load_thumbnail(preview.jpeg, w, height=h, size=size, crop=crop, limits=limits,
                               background=background, keep_alpha=keep_alpha)
     if preview.orientation != 1:
-        image = image.copy()
+        # Rotating reads the shrunk preview out of order, which a sequential JPEG decode refuses:
+        # it is rendition-sized, so it goes to memory first.
+        with vips_errors(f"{header.format.upper()} preview"):
+            image = image.copy_memory()
         image.set_type(pyvips.GValue.gint_type, "orientation", preview.orientation)
         image = image.autorot()
     return image
