@@ -107,6 +107,25 @@ def main() -> None:
         med = statistics.median(cpu[name])
         print(f"| {name} | {len(inputs[name]) / 1e6:.1f} | {shapes[name][0]}x{shapes[name][1]} | {med:.0f} | "
               f"{statistics.median(wall[name]):.0f} | {min(cpu[name]):.0f}–{max(cpu[name]):.0f} | {med / base:.1f}x |")
+    _parts(inputs, args.runs)
+
+
+def _parts(inputs: dict[str, bytes], runs: int) -> None:
+    """The per-photo extras alone: the capture-facts header read, and a BlurHash of a thumbnail."""
+    def median_ms(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(runs):
+            start = time.process_time()
+            fn()
+            times.append((time.process_time() - start) * 1000)
+        return statistics.median(times)
+
+    print("\n| case | capture facts (header) median CPU ms |")
+    print("|---|---:|")
+    for name, data in inputs.items():
+        print(f"| {name} | {median_ms(lambda d=data: read_capture_facts(d, limits=LIMITS)):.2f} |")
+    thumb = pyvips.Image.new_from_buffer(resize(inputs["jpeg"], WEB, LIMITS).data, "").thumbnail_image(400).copy_memory()
+    print(f"\nBlurHash of a 400 px thumbnail (in memory): {median_ms(lambda: blurhash(thumb)):.2f} ms median CPU")
 
 
 if __name__ == "__main__":
