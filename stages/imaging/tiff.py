@@ -86,19 +86,28 @@ class TiffReader:
         return raw.split(b"\0", 1)[0].decode("ascii", "replace").strip()
 
     def walk(self) -> Iterator[dict[int, Entry]]:
-        """Every IFD: the IFD0 chain and their SubIFDs, depth first, each at most once."""
+        """Every IFD: the IFD0 chain and their SubIFDs, depth first, each at most once.
+
+        Only IFD0 must be sound (TiffError otherwise). The walk stops quietly at a damaged later IFD
+        or after ``_MAX_IFDS``: a 200-page scan or a stray next-IFD pointer is still an ordinary
+        TIFF (libtiff reads its first page), and camera files keep what matters in a few IFDs.
+        """
         (first,) = self._unpack("I", 4)
         todo, seen = [first], set()
-        while todo:
+        while todo and len(seen) < _MAX_IFDS:
             offset = todo.pop(0)
             if offset == 0 or offset in seen:
                 continue
-            if len(seen) >= _MAX_IFDS:
-                raise TiffError(f"more than {_MAX_IFDS} IFDs")
+            try:
+                entries, next_ifd = self.ifd(offset)
+                children = self.ints(entries.get(SUB_IFDS), 16)
+            except TiffError:
+                if not seen:
+                    raise
+                return
             seen.add(offset)
-            entries, next_ifd = self.ifd(offset)
             yield entries
-            todo[:0] = [*self.ints(entries.get(SUB_IFDS), 16), next_ifd]
+            todo[:0] = [*children, next_ifd]
 
 
 @dataclass(frozen=True)

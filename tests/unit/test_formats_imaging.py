@@ -174,6 +174,17 @@ def test_an_exported_tiff_with_camera_exif_stays_an_ordinary_tiff() -> None:
     assert probe(tagged.tiffsave_buffer(), LIMITS).format == "tiff"
 
 
+def test_a_many_page_tiff_or_a_stray_next_ifd_pointer_is_still_an_ordinary_tiff() -> None:
+    page = pyvips.Image.new_from_buffer(jpeg_of(flat(32, 24, RED)), "")
+    pages = pyvips.Image.arrayjoin([page] * 40, across=1).copy()
+    pages.set_type(pyvips.GValue.gint_type, "page-height", 24)
+    header = probe(pages.tiffsave_buffer(), LIMITS)
+    assert (header.format, header.width, header.height) == ("tiff", 32, 24)
+    stray = bytearray(tiff_file(Ifd(entries=[(256, 4, 32), (257, 4, 24), (258, 3, 8), (262, 3, 2)])))
+    stray[-4:] = (10**6).to_bytes(4, "little")  # IFD0's next-IFD pointer, past the end
+    assert probe(bytes(stray), LIMITS).format == "tiff"
+
+
 def test_lossless_sensor_tiles_are_never_taken_for_a_preview() -> None:
     lossless = b"\xff\xd8\xff\xc3\x00\x0b\x0c\x00\x30\x00\x40\x01\x01\x11\x00" + b"\0" * 64
     cfa = Ifd(entries=[(256, 4, 64), (257, 4, 48), (259, 3, 7), (262, 3, 32803)], blobs={273: lossless})
