@@ -140,20 +140,27 @@ def _load_raw(
             log.warning("%s: no decodable sensor data; using its %dx%d preview", header.format.upper(),
                         fallback[0].width, fallback[0].height)
             preview = fallback[0]
-    # The preview carries no orientation of its own: the RAW's is applied after shrinking, so the
-    # box is turned for the shrink when the photo is on its side.
-    turned = preview.orientation in (5, 6, 7, 8)
-    w, h = (box[1], box[0]) if turned else box
+    # A preview usually carries no orientation of its own: the RAW's is applied after shrinking, so
+    # the box is turned for the shrink when the photo is on its side. A preview with its own EXIF
+    # orientation is turned by libvips like any JPEG, and the RAW's is not applied a second time.
+    orientation = 1 if _has_own_orientation(preview.jpeg) else preview.orientation
+    w, h = (box[1], box[0]) if orientation in (5, 6, 7, 8) else box
     _, image = load_thumbnail(preview.jpeg, w, height=h, size=size, crop=crop, limits=limits,
                               background=background, keep_alpha=keep_alpha)
-    if preview.orientation != 1:
+    if orientation != 1:
         # Rotating reads the shrunk preview out of order, which a sequential JPEG decode refuses:
         # it is rendition-sized, so it goes to memory first.
         with vips_errors(f"{header.format.upper()} preview"):
             image = image.copy_memory()
-        image.set_type(pyvips.GValue.gint_type, "orientation", preview.orientation)
+        image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
         image = image.autorot()
     return image
+
+
+def _has_own_orientation(jpeg: bytes) -> bool:
+    with vips_errors("RAW preview"):
+        head = pyvips.Image.new_from_buffer(jpeg, "", access="sequential")
+    return head.get_typeof("orientation") != 0 and head.get("orientation") not in (0, 1)
 
 
 def _needs_colour_management(head: pyvips.Image) -> bool:

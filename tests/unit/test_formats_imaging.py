@@ -134,6 +134,15 @@ def test_the_raw_orientation_is_applied_to_its_preview() -> None:
     assert (out.width, out.height) == (267, 400)
 
 
+def test_a_preview_with_its_own_exif_orientation_is_not_turned_twice() -> None:
+    preview = pyvips.Image.new_from_buffer(jpeg_of(halves(1200, 800, RED, BLUE)), "").copy()
+    preview.set_type(pyvips.GValue.gint_type, "orientation", 8)
+    data = make_vendor_raw("arw", 6000, 4000, preview=preview.jpegsave_buffer(keep="exif"), orientation=8)
+    _, image = load_thumbnail(data, 400, height=400, limits=LIMITS)
+    assert (image.width, image.height) == (267, 400)
+    assert close(mean(image, 80, 40, 100, 100), BLUE, 6) and close(mean(image, 80, 260, 100, 100), RED, 6)
+
+
 def test_a_preview_too_small_for_the_box_gives_way_to_a_demosaic() -> None:
     data = make_dng(600, 400, (0.6, 0.3, 0.15), preview=jpeg_of(flat(160, 120, BLUE)))
     header = probe(data, LIMITS)
