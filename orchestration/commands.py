@@ -19,6 +19,7 @@ from orchestration.gallery import gallery_photos
 from orchestration.ids import event_id
 from orchestration.rebuild import TABLES, rebuild
 from pipeline.contracts.events import (
+    CaptureFacts,
     FileDeleted,
     InviteAccepted,
     ShootCompleted,
@@ -155,17 +156,40 @@ def invite_accept(settings: Settings, invite_id: str) -> None:
 @click.argument("shoot_id")
 @click.pass_obj
 def gallery_command(settings: Settings, shoot_id: str) -> None:
-    """Print a shoot's gallery: photos, renditions, sizes and presigned links."""
+    """Print a shoot's gallery in the order the photos were shot: capture facts, renditions, sizes, links."""
     photos = gallery_photos(open_db(settings).conn(), shoot_id)
     store = open_store(settings.storage)
     table = Table(title=f"gallery {shoot_id}: {len(photos)} photo(s)")
-    for column in ("photo", "file id", "rendition", "size", "KB", "link"):
+    for column in ("photo", "file id", "taken", "camera", "exposure", "rendition", "size", "KB", "link"):
         table.add_column(column, overflow="fold")
     for photo in photos:
-        for name, key, width, height, size, _fmt in photo.renditions:
-            table.add_row(photo.name, photo.file_id, name, f"{width}×{height}", str(size // 1024),
+        taken, camera, exposure = describe_facts(photo.facts)
+        for index, (name, key, width, height, size, _fmt) in enumerate(photo.renditions):
+            # The photo's own columns once, on its first rendition's row.
+            own = (photo.name, photo.file_id, taken, camera, exposure) if index == 0 else ("",) * 5
+            table.add_row(*own, name, f"{width}×{height}", str(size // 1024),
                           store.presign_get(key, settings.orchestration.link_expiry_s))
     Console(width=250).print(table)
+
+
+def describe_facts(facts: CaptureFacts | None) -> tuple[str, str, str]:
+    """(taken, camera, exposure) as a gallery prints them, e.g. ("2026-05-01 14:03:22 +02:00",
+    "Apple iPhone 15 Pro · <lens> · IMG_0042.HEIC 3024×4032", "6.86 mm f/1.8 1/250 ISO 64")."""
+    if facts is None:
+        return "", "", ""
+    taken = ""
+    if facts.captured_at:
+        taken = facts.captured_at.replace("T", " ")
+        if len(taken) > 19:
+            taken = f"{taken[:19]} {taken[19:]}"
+    camera_name = " ".join(x for x in (facts.make, facts.model) if x)
+    if facts.make and facts.model and facts.model.lower().startswith(facts.make.lower()):
+        camera_name = facts.model  # "Canon Canon EOS R5" reads badly
+    camera = " · ".join(x for x in (camera_name, facts.lens, facts.original_name, f"{facts.width}×{facts.height}") if x)
+    parts = [f"{facts.focal_length_mm:g} mm" if facts.focal_length_mm else "",
+             f"f/{facts.aperture:g}" if facts.aperture else "", facts.shutter or "",
+             f"ISO {facts.iso}" if facts.iso else ""]
+    return taken, camera, " ".join(p for p in parts if p)
 
 
 @click.group("photo")

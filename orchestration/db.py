@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS gallery_renditions (
     version TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (shoot_id, file_id, version, rendition)
 );
+-- Capture facts (JSON of the file.processed `facts`) and the placeholder of a gallery photo. The
+-- sort key orders a gallery by when photos were shot (UTC when the camera knew its offset).
+CREATE TABLE IF NOT EXISTS gallery_photo_details (
+    file_id TEXT NOT NULL, shoot_id TEXT NOT NULL, facts TEXT, captured_sort TEXT, placeholder TEXT,
+    PRIMARY KEY (shoot_id, file_id)
+);
 """
 
 _SCHEMA = _GALLERY_SCHEMA + """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pydantic import BaseModel
 
@@ -27,6 +28,7 @@ from pipeline.contracts.events import (
     FILE_DELETED,
     FILE_PROCESSED,
     FILE_UPLOADED,
+    CaptureFacts,
     FileDeleted,
     FileProcessed,
     FileUploaded,
@@ -102,6 +104,7 @@ class GalleryStage(OrchestrationStage):
             " VALUES (?,?,?,?,?,?,?,?,?)",
             (p.file_id, p.rendition, p.shoot_id, p.key, p.width, p.height, p.bytes, p.format, version),
         )
+        _store_details(tx, p)
         if row["shown_version"] == version:
             return  # already complete: a re-made rendition updates the row, not the gallery's membership
         have = {r["rendition"]: r for r in tx.execute(
@@ -124,10 +127,11 @@ class GalleryStage(OrchestrationStage):
             GalleryRendition(name=n, key=r["key"], width=r["width"], height=r["height"], bytes=r["bytes"], format=r["format"])
             for n, r in sorted(have.items()) if n in self.required
         ]
+        facts, placeholder = _details(tx, p.shoot_id, p.file_id)
         fx.emit(
             GalleryUpdated(shoot_id=p.shoot_id, file_id=p.file_id, change=change, renditions=renditions,
                            photo_count=_count(tx, p.shoot_id), updated_at=env.occurred_at,
-                           name=row["name"], version=p.version),
+                           name=row["name"], version=p.version, facts=facts, placeholder=placeholder),
             event_id=_gallery_event_id(p.shoot_id, p.file_id, change, env.event_id), cause=env,
         )
 
@@ -140,6 +144,7 @@ class GalleryStage(OrchestrationStage):
                                              (p.shoot_id, p.file_id))]
         self._remove_objects(keys, fx)
         tx.execute("DELETE FROM gallery_renditions WHERE shoot_id = ? AND file_id = ?", (p.shoot_id, p.file_id))
+        tx.execute("DELETE FROM gallery_photo_details WHERE shoot_id = ? AND file_id = ?", (p.shoot_id, p.file_id))
         tx.execute("INSERT INTO gallery_photos (file_id, shoot_id, status, correlation_id, updated_at, key)"
                    " VALUES (?,?,'deleted',?,?,?) ON CONFLICT (shoot_id, file_id) DO UPDATE"
                    " SET status = 'deleted', shown_version = NULL, updated_at = ?",
@@ -175,6 +180,42 @@ def _gallery_event_id(shoot_id: str, file_id: str, change: str, cause_id: str) -
     return event_id("gallery.updated", shoot_id, file_id, change, cause_id)
 
 
+def _store_details(tx: sqlite3.Connection, p: FileProcessed) -> None:
+    """Keep the capture facts and the placeholder a rendition brings (each comes with one rendition)."""
+    if p.facts is None and p.placeholder is None:
+        return
+    where = (p.shoot_id, p.file_id)
+    tx.execute("INSERT OR IGNORE INTO gallery_photo_details (shoot_id, file_id) VALUES (?,?)", where)
+    if p.facts is not None:
+        tx.execute("UPDATE gallery_photo_details SET facts = ?, captured_sort = ? WHERE shoot_id = ? AND file_id = ?",
+                   (p.facts.model_dump_json(exclude_none=True), capture_sort_key(p.facts.captured_at), *where))
+    if p.placeholder is not None:
+        tx.execute("UPDATE gallery_photo_details SET placeholder = ? WHERE shoot_id = ? AND file_id = ?",
+                   (p.placeholder, *where))
+
+
+def _details(tx: sqlite3.Connection, shoot_id: str, file_id: str) -> tuple[CaptureFacts | None, str | None]:
+    row = tx.execute("SELECT facts, placeholder FROM gallery_photo_details WHERE shoot_id = ? AND file_id = ?",
+                     (shoot_id, file_id)).fetchone()
+    if row is None:
+        return None, None
+    return (CaptureFacts.model_validate_json(row["facts"]) if row["facts"] else None), row["placeholder"]
+
+
+def capture_sort_key(captured_at: str | None) -> str | None:
+    """A key that orders capture times: the UTC instant when the offset is known, else the local time
+    as written (a camera without offset is taken to be in UTC: the best guess, and stable)."""
+    if not captured_at:
+        return None
+    try:
+        moment = datetime.fromisoformat(captured_at)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.isoformat()
+
+
 def _count(tx: sqlite3.Connection, shoot_id: str) -> int:
     return int(tx.execute("SELECT count(*) FROM gallery_photos WHERE shoot_id = ? AND status = 'complete'",
                           (shoot_id,)).fetchone()[0])
@@ -185,27 +226,36 @@ def _count(tx: sqlite3.Connection, shoot_id: str) -> int:
 
 @dataclass(frozen=True)
 class GalleryPhoto:
-    """A complete photo of a gallery with its renditions (name, key, width, height, bytes, format)."""
+    """A complete photo of a gallery with its renditions (name, key, width, height, bytes, format),
+    its capture facts and its BlurHash placeholder when the pipeline produced them."""
 
     file_id: str
     updated_at: str
     renditions: list[tuple[str, str, int, int, int, str]]
     name: str = ""  # the file name under the shoot (NFC); the file id for photos of before names were kept
     version: str | None = None
+    facts: CaptureFacts | None = None
+    placeholder: str | None = None
 
 
 def gallery_photos(conn: sqlite3.Connection, shoot_id: str) -> list[GalleryPhoto]:
-    """The complete photos of a shoot with the renditions of the version shown, by name."""
-    photos = conn.execute("SELECT file_id, updated_at, name, shown_version FROM gallery_photos"
-                          " WHERE shoot_id = ? AND status = 'complete' ORDER BY COALESCE(name, file_id), file_id",
-                          (shoot_id,)).fetchall()
+    """The complete photos of a shoot, with the renditions of the version shown, in the order they were
+    shot; photos without a capture time last, by name."""
+    photos = conn.execute(
+        "SELECT p.file_id, p.updated_at, p.name, p.shown_version, d.facts, d.placeholder FROM gallery_photos p"
+        " LEFT JOIN gallery_photo_details d ON d.shoot_id = p.shoot_id AND d.file_id = p.file_id"
+        " WHERE p.shoot_id = ? AND p.status = 'complete'"
+        " ORDER BY d.captured_sort IS NULL, d.captured_sort, COALESCE(p.name, p.file_id), p.file_id",
+        (shoot_id,)).fetchall()
     out = []
     for photo in photos:
         rows = conn.execute("SELECT rendition, key, width, height, bytes, format FROM gallery_renditions"
                             " WHERE shoot_id = ? AND file_id = ? AND version = ? ORDER BY rendition",
                             (shoot_id, photo["file_id"], photo["shown_version"] or "")).fetchall()
+        facts = CaptureFacts.model_validate_json(photo["facts"]) if photo["facts"] else None
         out.append(GalleryPhoto(photo["file_id"], photo["updated_at"], [tuple(r) for r in rows],  # type: ignore[misc]
-                                photo["name"] or photo["file_id"], photo["shown_version"] or None))
+                                photo["name"] or photo["file_id"], photo["shown_version"] or None,
+                                facts, photo["placeholder"]))
     return out
 
 
@@ -217,4 +267,6 @@ def gallery_snapshot(conn: sqlite3.Connection, shoot_id: str) -> dict[str, list[
             " FROM gallery_photos WHERE shoot_id = ? ORDER BY file_id", (shoot_id,))],
         "renditions": [tuple(r) for r in conn.execute(
             "SELECT * FROM gallery_renditions WHERE shoot_id = ? ORDER BY file_id, version, rendition", (shoot_id,))],
+        "details": [tuple(r) for r in conn.execute(
+            "SELECT * FROM gallery_photo_details WHERE shoot_id = ? ORDER BY file_id", (shoot_id,))],
     }

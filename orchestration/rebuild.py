@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Which tables each rebuildable consumer owns.
 TABLES: dict[str, tuple[str, ...]] = {
-    "gallery": ("gallery_photos", "gallery_renditions"),
+    "gallery": ("gallery_photos", "gallery_renditions", "gallery_photo_details"),
     "users": ("users",),
     "invites": ("invite_shoots", "invite_users", "invites"),
     "analytics": ("analytics_shoots", "analytics_photos"),

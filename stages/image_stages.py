@@ -9,12 +9,12 @@ its `darkroom.stages` entry point in pyproject.toml.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.contracts.events import default_registry
+from pipeline.contracts.events import CaptureFacts, default_registry
 from pipeline.contracts.renditions import (
     RenditionGraph,
     ResizeSpec,
@@ -25,6 +25,7 @@ from pipeline.contracts.renditions import (
 from pipeline.registry import EventRegistry
 from pipeline.settings import Settings
 from stages.imaging import ImageLimits, configure_vips
+from stages.imaging.facts import read_capture_facts
 from stages.rendition_stage import RenditionMaker, RenditionStage
 from stages.resize.transform import resize
 from stages.thumbnail.transform import thumbnail
@@ -80,7 +81,14 @@ def image_stage(
 ) -> RenditionStage:
     """The rendition stage `stage` of `graph`, its transforms bound from the table."""
     makers = makers_for(stage, graph, BindContext(limits, store, base_dir))
-    return RenditionStage(stage, registry, store, graph, makers, producer)
+    return RenditionStage(stage, registry, store, graph, makers, producer,
+                          facts=partial(capture_facts, limits=limits, gps=graph.facts.gps))
+
+
+def capture_facts(data: bytes, original_name: str, *, limits: ImageLimits, gps: bool) -> CaptureFacts:
+    """An original's capture facts (header only) as the event model, GPS only if the pipeline opts in."""
+    facts = read_capture_facts(data, limits=limits, original_name=original_name, gps=gps)
+    return CaptureFacts.model_validate(asdict(facts))
 
 
 def build_image_stage(stage: str, settings: Settings) -> RenditionStage:

@@ -20,6 +20,7 @@ from pipeline.contracts.events import (
     FILE_PROCESSED,
     FILE_UPLOADED,
     H_RENDITION,
+    CaptureFacts,
     FileProcessed,
     FileUploaded,
 )
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # A rendition's transform with its parameters bound: source bytes in, encoded rendition out.
 RenditionMaker = Callable[[bytes], Rendition]
+# Reads an original's capture facts from its header: (bytes, original name) in, facts out.
+FactsReader = Callable[[bytes, str], CaptureFacts | None]
 
 _UPLOADED = FILE_UPLOADED.encode()
 _PROCESSED = FILE_PROCESSED.encode()
@@ -59,6 +62,7 @@ class RenditionStage(EventStage):
         graph: RenditionGraph,
         makers: Mapping[str, RenditionMaker],
         producer: str,
+        facts: FactsReader | None = None,
     ) -> None:
         self.name = name
         super().__init__(registry)
@@ -68,6 +72,7 @@ class RenditionStage(EventStage):
         self._store = store
         self._makers = dict(makers)
         self._producer = producer
+        self._facts = facts
         # Source -> renditions made from it, in declaration order (so outputs are published in a stable order).
         self._by_source: dict[str, list[str]] = {src: graph.made_from(src, name) for src in graph.sources_of(name)}
         self._source_headers = {src.encode() for src in self._by_source if src != ORIGINAL}
@@ -112,6 +117,10 @@ class RenditionStage(EventStage):
             raise PermanentError(f"{source} {payload.key} no longer exists: deleted after it was announced?") from exc
         # Every transform before any write: a photo that cannot make one rendition leaves no partial set behind.
         made = [(name, self._makers[name](data)) for name in names]
+        # Read once per original, from the header; every rendition made from the original carries them.
+        # The photographer's own name when ingest carried it (any S3 client), else the key's last part.
+        original_name = getattr(payload, "name", None) or payload.key.rsplit("/", 1)[-1]
+        facts = self._facts(data, original_name) if source == ORIGINAL and self._facts else None
         out: list[Outgoing] = []
         for name, rendition in made:
             # Per version of the original: a new version gets new keys, so no cache serves the old image.
@@ -122,6 +131,7 @@ class RenditionStage(EventStage):
                 file_id=payload.file_id, shoot_id=payload.shoot_id, rendition=name, bucket=self._store.bucket,
                 key=key, width=rendition.width, height=rendition.height, bytes=len(rendition.data),
                 format=rendition.format, source_event_id=event.envelope.event_id, version=payload.version,
+                facts=facts, placeholder=rendition.placeholder,
             )
             envelope = build_envelope(
                 FILE_PROCESSED, "1.0.0", processed, subject=payload.file_id, producer=self._producer,

@@ -32,6 +32,11 @@ IMAGE_CONTENT_TYPES: dict[str, str] = {
     "heif": "image/heif",
     "avif": "image/avif",
     "gif": "image/gif",
+    # Camera RAW (issue 12): Adobe DNG and the TIFF-based Nikon, Sony and Canon files.
+    "dng": "image/x-adobe-dng",
+    "nef": "image/x-nikon-nef",
+    "arw": "image/x-sony-arw",
+    "cr2": "image/x-canon-cr2",
 }
 ALLOWED_EXTENSIONS = frozenset(IMAGE_CONTENT_TYPES)
 

@@ -57,6 +57,23 @@ async def gallery_page(request: Request) -> Response:
     return page("gallery", f"{access.title} · darkroom", {"title": access.title, "base": f"/g/{access.token}"})
 
 
+_BASE83 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+
+
+def placeholder_colour(blurhash: str) -> str | None:
+    """A BlurHash's first component, the photo's average colour, as ``#rrggbb`` (characters 2-5, base 83).
+
+    Painting that colour costs the page nothing; the full hash is served too for a page that decodes it.
+    """
+    value = 0
+    for char in blurhash[2:6]:
+        index = _BASE83.find(char)
+        if index < 0:
+            return None
+        value = value * 83 + index
+    return f"#{value:06x}" if len(blurhash) >= 6 and value <= 0xFFFFFF else None
+
+
 def photo_json(ctx: WebContext, photo: GalleryPhoto) -> dict[str, Any]:
     """One photo for the page: presigned links of thumb and web, sizes, and what the read model adds."""
     expiry = ctx.settings.web.link_expiry_s
@@ -72,11 +89,13 @@ def photo_json(ctx: WebContext, photo: GalleryPhoto) -> dict[str, Any]:
         "width": large["width"], "height": large["height"],
         "downloads": [name for name in DOWNLOADABLE if name in renditions],
     }
-    # Placeholders and capture facts come from another part of the read model when it has them.
-    for field in ("placeholder", "capture"):
-        value = getattr(photo, field, None)
-        if value:
-            out[field] = value if isinstance(value, (str, int, float, list, dict)) else str(value)
+    if photo.facts is not None:
+        out["capture"] = photo.facts.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if photo.placeholder:
+        out["placeholder"] = photo.placeholder  # the BlurHash, for a page that decodes it
+        colour = placeholder_colour(photo.placeholder)
+        if colour:
+            out["placeholderColour"] = colour
     return out
 
 

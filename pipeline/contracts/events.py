@@ -151,8 +151,40 @@ class FileUploaded(CamelModel):
     version: str | None = Field(default=None, pattern=_ID)
 
 
+class CaptureFacts(CamelModel):
+    """What the original's header says about the capture (issue 12); absent fields were not recorded.
+
+    `capturedAt` is ISO 8601 with the camera's UTC offset when it recorded one (EXIF
+    OffsetTimeOriginal), else local time without offset. `width`/`height`: the original, right way
+    up. GPS is present only when the pipeline file opts in (`facts: {gps: true}`).
+    """
+
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    original_name: str | None = Field(default=None, max_length=255)
+    make: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+    lens: str | None = Field(default=None, max_length=200)
+    focal_length_mm: float | None = Field(default=None, gt=0)
+    aperture: float | None = Field(default=None, gt=0)
+    exposure_time_s: float | None = Field(default=None, gt=0)
+    shutter: str | None = Field(default=None, max_length=20)
+    iso: int | None = Field(default=None, ge=1)
+    captured_at: str | None = Field(default=None, max_length=40)
+    gps_latitude: float | None = Field(default=None, ge=-90, le=90)
+    gps_longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+# A BlurHash: size flag, maximum, DC and up to 80 AC components in base 83.
+_BLURHASH = r"^[0-9A-Za-z#$%*+,\-.:;=?@\[\]^_{|}~]{6,200}$"
+
+
 class FileProcessed(CamelModel):
-    """One rendition of a file exists in the object store."""
+    """One rendition of a file exists in the object store.
+
+    Renditions made from the original carry the original's capture `facts`; thumbnails carry a
+    BlurHash `placeholder` a page can paint before the image arrives.
+    """
 
     file_id: str = Field(pattern=_ID)
     shoot_id: str = Field(pattern=_ID)
@@ -166,6 +198,8 @@ class FileProcessed(CamelModel):
     source_event_id: str
     # The version of the original it was made from (absent: made before versions existed).
     version: str | None = Field(default=None, pattern=_ID)
+    facts: CaptureFacts | None = None
+    placeholder: str | None = Field(default=None, pattern=_BLURHASH)
 
 
 class FileDeleted(CamelModel):
@@ -204,6 +238,8 @@ class GalleryUpdated(CamelModel):
     # The photo's file name (NFC) and the version of the original its renditions show.
     name: str | None = Field(default=None, max_length=1024)
     version: str | None = Field(default=None, pattern=_ID)
+    facts: CaptureFacts | None = None
+    placeholder: str | None = Field(default=None, pattern=_BLURHASH)
 
 
 # -- gallery access (ADR-009's high-volume events: one per view or download) ---------------------

@@ -57,8 +57,8 @@ class ThumbnailSpec(_Spec):
     height: int = Field(ge=1, le=10_000)
     fit: Literal["inside", "cover", "exact"] = "cover"
     crop: Literal["centre", "attention", "entropy"] = "attention"  # which part `cover` keeps
-    # `cover` and `exact` always make the box (a tiny source is enlarged); `inside` never
-    # enlarges unless asked.
+    # No fit enlarges a photo smaller than the box unless asked: `cover`/`exact` then make the
+    # largest box of the same aspect inside the photo, `inside` keeps the photo's size.
     enlarge: bool = False
 
 
@@ -88,12 +88,24 @@ class WatermarkSpec(_Spec):
 RenditionSpec = Annotated[ResizeSpec | ThumbnailSpec | WatermarkSpec, Field(discriminator="stage")]
 
 
+class FactsSpec(BaseModel):
+    """What of the original's capture facts (camera, lens, exposure, time, size) leaves the original.
+
+    GPS is off unless the studio opts in: a photo's position can be a client's home address.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gps: bool = False
+
+
 class RenditionGraph(BaseModel):
     """Every declared rendition by name, checked to form a forest rooted at `original`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     renditions: dict[Annotated[str, Field(pattern=_NAME)], RenditionSpec]
+    facts: FactsSpec = FactsSpec()
 
     @model_validator(mode="after")
     def _acyclic(self) -> RenditionGraph:

@@ -87,6 +87,7 @@ class Rendition:
     height: int
     format: str
     content_type: str
+    placeholder: str | None = None  # a BlurHash of the rendition (thumbnails)
 
     @property
     def ext(self) -> str:

@@ -21,7 +21,8 @@ class ImageRejected(Exception):
     """Permanent: this input will never make a rendition.
 
     ``reason`` is a short stable slug for metrics and the dead-letter queue ("empty",
-    "unsupported-format", "too-many-pixels", "too-large-side", "too-many-bytes", "corrupt");
+    "unsupported-format", "too-many-pixels", "too-large-side", "too-many-bytes", "corrupt",
+    "no-raw-image" for a camera RAW with neither a preview nor decodable sensor data);
     ``str(exc)`` is a readable sentence telling what is wrong.
     """
 

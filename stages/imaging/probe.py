@@ -14,15 +14,31 @@ from dataclasses import dataclass
 
 from stages.imaging.errors import ImageRejected
 from stages.imaging.limits import ImageLimits
+from stages.imaging.tiff import TiffError, raw_layout
+
+# Camera RAW kinds (TIFF-based); "raw" is a TIFF holding sensor data from another vendor.
+RAW_FORMATS = frozenset({"dng", "nef", "arw", "cr2", "raw"})
 
 
 @dataclass(frozen=True)
 class ImageHeader:
-    """What the header says: ``format`` is one of "jpeg", "png", "webp", "tiff", "heif", "gif"."""
+    """What the header says.
+
+    ``format`` is one of "jpeg", "png", "webp", "tiff", "heif" (AVIF, decoded by libvips), "heic"
+    (HEVC-coded HEIF, decoded by pillow-heif), "gif", or a RAW kind of ``RAW_FORMATS``. ``width``
+    and ``height`` are as stored (for RAW: the sensor image); ``orientation`` is the EXIF-style
+    orientation when the container itself carries it (HEIF ``irot``, a RAW's IFD0), else 1.
+    """
 
     format: str
     width: int
     height: int
+    orientation: int = 1
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) once the orientation is applied."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
 
 
 def _corrupt(fmt: str, what: str) -> ImageRejected:
@@ -210,6 +226,35 @@ def _heif_brands(data: bytes) -> set[bytes]:
 
 
 def _heif_size(data: bytes) -> tuple[int, int]:
+    for btype, payload in _heif_primary_properties(data):
+        if btype == b"ispe":
+            # ispe is a full box: version/flags, then width and height.
+            width, height = struct.unpack_from(">II", data, payload + 4)
+            if width == 0 or height == 0:
+                raise _corrupt("heif", f"primary image {width}x{height}")
+            return width, height
+    raise _corrupt("heif", "primary image has no size property")
+
+
+# irot angle (anticlockwise quarter turns) -> the EXIF orientation that displays the same way.
+_IROT_TO_EXIF = {0: 1, 1: 8, 2: 3, 3: 6}
+
+
+def heif_orientation(data: bytes) -> int:
+    """The EXIF-style orientation of a HEIF's primary image from its ``irot`` property (mirroring
+    by ``imir`` is rare in camera files and reported as no rotation)."""
+    try:
+        for btype, payload in _heif_primary_properties(data):
+            if btype == b"irot":
+                return _IROT_TO_EXIF[data[payload] & 0x03]
+    except (struct.error, IndexError):
+        raise _corrupt("heif", "truncated in the meta box") from None
+    return 1
+
+
+def _heif_primary_properties(data: bytes) -> list[tuple[bytes, int]]:
+    """(type, payload offset) of every property associated with the primary item."""
+    found: list[tuple[bytes, int]] = []
     try:
         meta = _find_box(data, 0, len(data), b"meta")
         if meta is None:
@@ -256,16 +301,10 @@ def _heif_size(data: bytes) -> tuple[int, int]:
                     raise _corrupt("heif", "property association runs past its box")
                 if item != primary:
                     continue
-                for index in indices:
-                    if 1 <= index <= len(properties) and properties[index - 1][0] == b"ispe":
-                        # ispe is a full box: version/flags, then width and height.
-                        width, height = struct.unpack_from(">II", data, properties[index - 1][1] + 4)
-                        if width == 0 or height == 0:
-                            raise _corrupt("heif", f"primary image {width}x{height}")
-                        return width, height
+                found.extend(properties[i - 1][:2] for i in indices if 1 <= i <= len(properties))
     except (struct.error, IndexError):
         raise _corrupt("heif", "truncated in the meta box") from None
-    raise _corrupt("heif", "primary image has no size property")
+    return found
 
 
 # --- dispatch -------------------------------------------------------------------------------
@@ -282,15 +321,38 @@ def _sniff(data: bytes) -> tuple[str, Callable[[bytes], tuple[int, int]]] | None
         return "webp", _webp_size
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff", _tiff_size
-    if len(data) >= 12 and data[4:8] == b"ftyp" and _heif_brands(data) & _HEIF_BRANDS:
-        return "heif", _heif_size
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        brands = _heif_brands(data)
+        if brands & _AVIF_BRANDS:
+            return "heif", _heif_size
+        if brands & _HEIF_BRANDS:
+            return "heic", _heif_size
     return None
+
+
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
+def _raw_or_tiff(data: bytes) -> tuple[str, int, int, int] | None:
+    """(kind, width, height, orientation) of a TIFF-based camera RAW, or None for an ordinary TIFF."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    try:
+        layout = raw_layout(data)
+    except TiffError as exc:
+        raise _corrupt("tiff", str(exc)) from None
+    if layout is None:
+        return None
+    if layout.width == 0 or layout.height == 0:
+        raise _corrupt(layout.kind, "no image in any IFD")
+    return layout.kind, layout.width, layout.height, layout.orientation
 
 
 def probe(data: bytes, limits: ImageLimits) -> ImageHeader:
     """Identify the format from magic bytes and read the size from the header only.
 
-    Only JPEG, PNG, WebP, TIFF, HEIF/AVIF and GIF are accepted. Checks the byte count before
+    Only JPEG, PNG, WebP, TIFF, HEIF/HEIC/AVIF, GIF and TIFF-based camera RAW (DNG, NEF, ARW,
+    CR2) are accepted. Checks the byte count before
     looking at the data, then the declared pixel count and longest side against ``limits``.
     No pixel is decoded and nothing is allocated in proportion to the declared size.
 
@@ -309,11 +371,18 @@ def probe(data: bytes, limits: ImageLimits) -> ImageHeader:
     if sniffed is None:
         raise ImageRejected(
             "unsupported-format",
-            "The data is not a JPEG, PNG, WebP, TIFF, HEIF/AVIF or GIF image.",
+            "The data is not a JPEG, PNG, WebP, TIFF, HEIF/HEIC/AVIF, GIF or camera RAW (DNG, NEF, ARW, CR2) image.",
         )
     fmt, read_size = sniffed
+    orientation = 1
     try:
-        width, height = read_size(data)
+        raw = _raw_or_tiff(data) if fmt == "tiff" else None
+        if raw is not None:
+            fmt, width, height, orientation = raw
+        else:
+            width, height = read_size(data)
+        if fmt == "heic":
+            orientation = heif_orientation(data)
     except (struct.error, IndexError):
         raise _corrupt(fmt, "truncated header") from None
     pixels = width * height
@@ -328,4 +397,4 @@ def probe(data: bytes, limits: ImageLimits) -> ImageHeader:
             "too-large-side",
             f"The {fmt.upper()} image is {width}x{height}; no side may exceed {limits.max_side:,} pixels.",
         )
-    return ImageHeader(format=fmt, width=width, height=height)
+    return ImageHeader(format=fmt, width=width, height=height, orientation=orientation)

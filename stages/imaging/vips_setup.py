@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import pillow_heif
 import pyvips
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ def ensure_vips_safety() -> None:
 def configure_vips(concurrency: int = 1) -> None:
     """Configure libvips for this worker process; idempotent, safe to call again.
 
-    Operation cache off, libvips thread pool size set to ``concurrency`` (the worker already
-    runs one image per pool thread, so 1 avoids oversubscribing cores), untrusted loaders
+    Operation cache off, libvips thread pool size (and libheif's HEIC decode threads) set to
+    ``concurrency`` (the worker already runs one image per pool thread, so 1 avoids
+    oversubscribing cores), untrusted loaders
     blocked, and every loader outside JPEG/PNG/WebP/TIFF/HEIF/GIF blocked (svg, pdf, magick,
     matrix, csv, fits, openexr, vips, raw, ... whatever this build has).
     """
@@ -111,3 +113,6 @@ def configure_vips(concurrency: int = 1) -> None:
     ensure_vips_safety()
     with _lock:
         pyvips.concurrency_set(concurrency)
+        # HEIC is decoded by libheif (pillow-heif), whose own pool defaults to 4 threads per image;
+        # the same bound keeps a worker's pool of image threads from oversubscribing the cores.
+        pillow_heif.options.DECODE_THREADS = concurrency

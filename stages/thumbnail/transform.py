@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipeline.contracts.renditions import ThumbnailSpec
-from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail
+from stages.imaging import ImageLimits, OutputOptions, Rendition, encode, load_thumbnail, vips_errors
+from stages.imaging.placeholder import blurhash
 from stages.imaging.safe_load import Crop, SizeMode
 
 
 def _mode(spec: ThumbnailSpec) -> tuple[SizeMode, Crop]:
     """libvips thumbnail size mode and crop for a fit."""
     if spec.fit == "cover":
-        # A thumbnail grid wants every cell the same size, so cover fills the box even from a
-        # tiny source.
+        # Fills the box; a photo smaller than the box is not enlarged (load_thumbnail shrinks the
+        # box to fit it, keeping the box's aspect) unless `enlarge`.
         return "both", spec.crop
     if spec.fit == "exact":
         return "force", "none"
@@ -21,12 +24,15 @@ def _mode(spec: ThumbnailSpec) -> tuple[SizeMode, Crop]:
 def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Rendition:
     """Make a ``spec.width`` x ``spec.height`` thumbnail of ``data``.
 
-    ``fit``: "inside" keeps the aspect and fits in the box (never enlarging unless
-    ``spec.enlarge``); "cover" fills the box and crops what overflows, keeping the centre or the
-    most interesting part ("attention": skin, saturation, edges; "entropy": detail); "exact"
-    distorts to the box. Same safe decode as every stage (header limits, orientation, sRGB, first
+    ``fit``: "inside" keeps the aspect and fits in the box; "cover" fills the box and crops what
+    overflows, keeping the centre or the most interesting part ("attention": skin, saturation,
+    edges; "entropy": detail); "exact" distorts to the box. No fit enlarges a photo smaller than
+    the box unless ``spec.enlarge``: cover and exact then make the largest box of the same aspect
+    that fits inside the photo (a 1x1 photo stays 1x1). Same safe decode as every stage (header limits, orientation, sRGB, first
     frame, no metadata); alpha is kept for WebP/AVIF/PNG and flattened onto ``spec.background``
     for JPEG.
+
+    The rendition carries a BlurHash ``placeholder`` of itself (4x3 components, 3:4 for portrait).
 
     Raises:
         ImageRejected: for anything that is not a usable image.
@@ -34,6 +40,12 @@ def thumbnail(data: bytes, spec: ThumbnailSpec, limits: ImageLimits) -> Renditio
     size, crop = _mode(spec)
     header, image = load_thumbnail(
         data, spec.width, height=spec.height, size=size, crop=crop, limits=limits,
-        background=spec.background_rgb, keep_alpha=spec.format != "jpeg",
+        background=spec.background_rgb, keep_alpha=spec.format != "jpeg", 
+        shrink_box=spec.fit != "inside" and not spec.enlarge,
     )
-    return encode(image, OutputOptions.from_spec(spec), what=f"{header.format.upper()} image")
+    what = f"{header.format.upper()} image"
+    with vips_errors(what):
+        # Decoded once into memory (a thumbnail is small): the encoder and the placeholder both read it.
+        image = image.copy_memory()
+        placeholder = blurhash(image, *((4, 3) if image.width >= image.height else (3, 4)))
+    return replace(encode(image, OutputOptions.from_spec(spec), what=what), placeholder=placeholder)

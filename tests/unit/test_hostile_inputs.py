@@ -152,8 +152,9 @@ ACCEPTED: dict[str, tuple[bytes, int, int, list[int] | None]] = {
 
 
 def expected_size(stage: str, width: int, height: int) -> tuple[int, int]:
-    if stage == "thumbnail":
-        return 400, 400
+    if stage == "thumbnail":  # a 400x400 cover box, shrunk to fit a smaller photo (issue 12: no enlarging)
+        side = max(1, round(400 * min(1.0, width / 400, height / 400)))
+        return side, side
     scale = min(1.0, 2048 / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 

@@ -48,7 +48,9 @@ def with_metadata(image: pyvips.Image) -> pyvips.Image:
         ("inside", (1200, 1600), (300, 400)),
         ("inside", (200, 100), (200, 100)),  # never enlarged unless asked
         ("cover", (1600, 1200), (400, 400)),
-        ("cover", (200, 100), (400, 400)),  # a grid cell is always the box
+        ("cover", (200, 100), (100, 100)),  # never enlarged: the largest square inside the photo
+        ("cover", (1, 1), (1, 1)),  # issue 12: a 1x1 photo does not become a 400x400 thumbnail
+        ("exact", (300, 100), (100, 100)),
         ("exact", (1600, 1200), (400, 400)),
     ],
 )
@@ -61,6 +63,22 @@ def test_fit_modes_make_the_declared_box(fit: str, source: tuple[int, int], expe
 def test_inside_enlarges_when_asked() -> None:
     out = thumbnail(solid(200, 100).jpegsave_buffer(), spec(fit="inside", enlarge=True), LIMITS)
     assert (out.width, out.height) == (400, 200)
+
+
+@pytest.mark.parametrize("fit", ["cover", "exact"])
+def test_a_small_photo_fills_the_box_only_when_enlarge_is_asked(fit: str) -> None:
+    tiny = solid(1, 1).jpegsave_buffer()
+    assert (thumbnail(tiny, spec(fit=fit), LIMITS).width, thumbnail(tiny, spec(fit=fit), LIMITS).height) == (1, 1)
+    out = thumbnail(tiny, spec(fit=fit, enlarge=True), LIMITS)
+    assert (out.width, out.height) == (400, 400)
+
+
+def test_a_small_photo_on_its_side_keeps_the_box_aspect_upright() -> None:
+    # 300x100 stored, EXIF orientation 6: upright it is 100x300, so a 400x200 cover box becomes 100x50.
+    turned = solid(300, 100).copy()
+    turned.set_type(pyvips.GValue.gint_type, "orientation", 6)
+    out = thumbnail(turned.jpegsave_buffer(), spec(fit="cover", width=400, height=200), LIMITS)
+    assert (out.width, out.height) == (100, 50)
 
 
 def test_exact_distorts_to_a_non_square_box() -> None:
@@ -207,7 +225,10 @@ def test_output_options_are_validated() -> None:
 
 
 def test_only_tagged_or_cmyk_inputs_pay_for_an_icc_transform() -> None:
-    from stages.imaging.safe_load import _needs_colour_management
+    from stages.imaging.safe_load import _needs_colour_management as needs
+
+    def _needs_colour_management(data: bytes) -> bool:
+        return needs(pyvips.Image.new_from_buffer(data, "", access="sequential"))
 
     plain = solid(64, 64)
     assert not _needs_colour_management(plain.jpegsave_buffer())  # untagged RGB is sRGB already

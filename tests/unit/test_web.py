@@ -300,3 +300,14 @@ def test_the_feed_hands_an_item_only_to_pages_of_its_shoot_with_a_presigned_link
     item, other_empty = asyncio.run(scenario())
     assert item["url"] == "http://s3.test/b/k.webp?expires=900" and "key" not in item
     assert other_empty
+
+
+def test_a_placeholder_paints_the_photos_average_colour() -> None:
+    import pyvips
+
+    from stages.imaging.placeholder import blurhash
+    from web.gallery import placeholder_colour
+
+    solid = (pyvips.Image.black(32, 24, bands=3) + [200, 30, 90]).cast("uchar").copy(interpretation="srgb")
+    assert placeholder_colour(blurhash(solid)) == "#c81e5a"
+    assert placeholder_colour("not a hash!") is None and placeholder_colour("") is None

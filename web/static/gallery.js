@@ -38,9 +38,8 @@ async function load() {
     figure.className = "photo"; figure.dataset.file = photo.fileId;
     const frame = document.createElement("div");
     frame.className = "frame";
-    if (typeof photo.placeholder === "string" && /^(data:image\/|#)/.test(photo.placeholder)) {
-      frame.style.background = photo.placeholder.startsWith("#") ? photo.placeholder : `center/cover url("${photo.placeholder}")`;
-    }
+    // The photo's average colour (from its BlurHash) fills the frame until the thumbnail arrives.
+    if (/^#[0-9a-f]{6}$/.test(photo.placeholderColour || "")) frame.style.background = photo.placeholderColour;
     const img = document.createElement("img");
     img.loading = "lazy"; img.src = photo.thumb; img.alt = photo.name;
     frame.append(img);
