@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipeline.errors import ConfigError
 from pipeline.settings import KafkaSettings, Settings
 
 Config = dict[str, str | int | bool]
@@ -18,7 +19,7 @@ Config = dict[str, str | int | bool]
 SECRET_PROPERTIES = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"})
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(ConfigError):
     """The Kafka security settings are incomplete or contradictory (raised before any connection)."""
 
 

@@ -20,7 +20,7 @@ import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from pipeline.kafka_config import KafkaConfigError, admin_config
+from pipeline.kafka_config import admin_config
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,7 @@ def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
     under a second), unreachable brokers after ``timeout_s``.
     """
     kafka = settings.kafka
-    try:
-        base = admin_config(settings)
-    except KafkaConfigError as exc:
-        raise PreflightError(str(exc)) from exc
+    base = admin_config(settings)  # KafkaConfigError (a ConfigError) before any connection
     errors: list[KafkaError] = []
     admin = AdminClient({**base, "error_cb": errors.append, "logger": _client_log})
     deadline = time.monotonic() + timeout_s

@@ -20,7 +20,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from storage.errors import ObjectNotFound, StorageError, classify, unreachable
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, classify, unreachable
 from storage.port import ObjectInfo, check_metadata
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _ca_bundle(settings: StorageSettings) -> str | None:
     if settings.ca_bundle is None:
         return None
     if not settings.ca_bundle.is_file():
-        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+        raise StorageConfigError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
     return str(settings.ca_bundle)
 
 

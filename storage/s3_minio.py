@@ -15,7 +15,7 @@ from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from urllib3.util.retry import Retry
 
-from storage.errors import ObjectNotFound, StorageError, classify, unreachable
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, classify, unreachable
 from storage.port import ObjectInfo, check_metadata
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _ca_bundle(settings: StorageSettings) -> str:
     if settings.ca_bundle is None:
         return certifi.where()
     if not settings.ca_bundle.is_file():
-        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+        raise StorageConfigError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
     return str(settings.ca_bundle)
 
 
@@ -47,12 +47,12 @@ class MinioStore:
         """
         parts = urlsplit(settings.endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise StorageError(
+            raise StorageConfigError(
                 f"DARKROOM_STORAGE__ENDPOINT_URL {settings.endpoint_url!r} must look like "
                 "http://host:port or https://host"
             )
         if parts.path.strip("/"):
-            raise StorageError(
+            raise StorageConfigError(
                 f"the minio client cannot use an endpoint with a path ({settings.endpoint_url!r}); "
                 "use DARKROOM_STORAGE__CLIENT=boto3 or an endpoint without a path"
             )
