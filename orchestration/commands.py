@@ -31,6 +31,7 @@ from pipeline.errors import PermanentError, TransientError
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from storage import StorageError, open_store, original_key
 
 
@@ -38,7 +39,7 @@ def publish_event(settings: Settings, payload: BaseModel, event_id: str, correla
     """Publish one event and wait for the broker; returns the event id."""
     envelope, message = event_message(payload, event_id=event_id, producer=settings.producer_name,
                                       correlation_id=correlation_id)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s, TopicNames(settings.topics.prefix))
     try:
         publisher.publish_all([message])
     except (KafkaException, TransientError, PermanentError) as exc:

@@ -45,6 +45,7 @@ from pipeline.errors import TransientError
 from pipeline.kafka_config import consumer_config, producer_config
 from pipeline.retry import Backoff
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 if TYPE_CHECKING:
     from orchestration.consumer import OrchestrationStage
@@ -70,6 +71,8 @@ class TransactionalOutbox:
         self.ident = ident
         self._producer: Producer | None = None
         self._marks: Consumer | None = None
+        self._names = TopicNames(settings.topics.prefix)  # outbox rows hold logical topic names
+        self._mark_partition = (self._names(MARK_PARTITION[0]), MARK_PARTITION[1])
         self.mark = 0
 
     def _open(self) -> Producer:
@@ -81,7 +84,7 @@ class TransactionalOutbox:
             # read next is final: nobody else can commit one any more.
             producer.init_transactions(_TXN_TIMEOUT_S)
             self._marks = Consumer(consumer_config(self._settings, self.ident))
-            tp = TopicPartition(*MARK_PARTITION)
+            tp = TopicPartition(*self._mark_partition)
             [committed] = self._marks.committed([tp], timeout=_TXN_TIMEOUT_S)
             self.mark = max(committed.offset, 0)
             self._producer = producer
@@ -98,13 +101,13 @@ class TransactionalOutbox:
                 headers = [(k, v.encode("latin-1")) for k, v in json.loads(row["headers"])]
                 while True:
                     try:
-                        producer.produce(row["topic"], key=row["key"], value=row["value"], headers=headers)
+                        producer.produce(self._names(row["topic"]), key=row["key"], value=row["value"], headers=headers)
                         break
                     except BufferError:
                         producer.poll(0.05)
             new_mark = rows[-1]["seq"] + 1
             producer.send_offsets_to_transaction(
-                [TopicPartition(*MARK_PARTITION, new_mark)], self._marks.consumer_group_metadata(), _TXN_TIMEOUT_S
+                [TopicPartition(*self._mark_partition, new_mark)], self._marks.consumer_group_metadata(), _TXN_TIMEOUT_S
             )
             producer.commit_transaction(_TXN_TIMEOUT_S)
         except KafkaException as exc:

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.envelope import Envelope, envelope_headers
 from pipeline.errors import PermanentError, TransientError
+from pipeline.topics import TopicNames
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,12 @@ class Publisher:
     A background thread serves delivery callbacks, so callers on any thread just wait on futures.
     """
 
-    def __init__(self, config: dict[str, str | int | bool], delivery_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, config: dict[str, str | int | bool], delivery_timeout_s: float = 30.0, names: TopicNames | None = None,
+    ) -> None:
         self._producer = Producer(config)
+        # Messages name logical topics (`files`); the cluster's names carry the deployment's prefix.
+        self._names = names or TopicNames()
         self._timeout_s = delivery_timeout_s
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name="publisher-poll", daemon=True)
@@ -70,7 +75,7 @@ class Publisher:
         while True:
             try:
                 self._producer.produce(
-                    message.topic, value=message.value, key=message.key, headers=message.headers, on_delivery=on_delivery
+                    self._names(message.topic), value=message.value, key=message.key, headers=message.headers, on_delivery=on_delivery
                 )
                 return
             except BufferError:

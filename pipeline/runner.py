@@ -49,6 +49,7 @@ from pipeline.retry_schedule import RetrySchedule
 from pipeline.settings import WorkerSettings
 from pipeline.spans import AttemptSpans
 from pipeline.stage import Received, Stage
+from pipeline.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,10 @@ class StageRunner:
         clock: Callable[[], float] = time.monotonic,
         observer: RunnerObserver | None = None,
         tracer: Tracer | None = None,
+        names: TopicNames | None = None,
     ) -> None:
         self.stage = stage
+        self._names = names or TopicNames()
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
         self._spans = AttemptSpans(tracer, stage.name)
         self._consumer = consumer
@@ -173,7 +176,7 @@ class StageRunner:
         """Consume until `stop()`, then drain in-flight work (bounded), commit and close."""
         self.stage.start()
         self._consumer.subscribe(
-            list(self.stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [self._names(t) for t in self.stage.topics], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         try:
             while not self._stopping.is_set():

@@ -31,6 +31,23 @@ class KafkaSettings(BaseModel):
     extra: dict[str, str] = Field(default_factory=dict)
 
 
+class TopicSettings(BaseModel):
+    """How the topics are named and created (see `darkroom topics ensure` and README, "Production")."""
+
+    # Put before every topic name, e.g. "studio-prod." -> "studio-prod.files": two deployments share
+    # a cluster, and prefixed ACLs (CreateTopics/Read/Write on `studio-prod.*`) can be used.
+    prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    # Replicas of a created topic; -1 = the broker's default.replication.factor.
+    replication_factor: int = Field(default=-1, ge=-1)
+    # min.insync.replicas of a created topic; unset = the broker's default.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    # Partitions of a created topic (never shrunk).
+    partitions: int = Field(default=6, ge=1)
+    # Workers create missing topics and grow partitions at start-up only when true (the dev stack and
+    # fleet set it); on a real cluster topics are the operator's: `darkroom topics ensure --apply`.
+    manage: bool = False
+
+
 class StorageSettings(BaseModel):
     """How to reach the S3-compatible object store."""
 
@@ -148,6 +165,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)

@@ -32,7 +32,7 @@ from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import Stage
 from pipeline.telemetry import install_tracer_provider
-from pipeline.topics import ensure_topics, installed_topic_specs
+from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ def build_runner(
     if stats_cb is not None:
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
-    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer)
+    names = TopicNames(settings.topics.prefix)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s, names)
+    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names)
 
 
 def start_health_server(
@@ -96,7 +97,7 @@ def start_health_server(
 
 
 def run_worker(
-    stage_name: str, settings: Settings, ensure: bool = True, checks: Mapping[str, Check] | None = None,
+    stage_name: str, settings: Settings, checks: Mapping[str, Check] | None = None,
 ) -> StageRunner:
     """Run a stage in this process until SIGTERM or SIGINT, then drain and commit. Returns the finished runner.
 
@@ -107,11 +108,13 @@ def run_worker(
     factories = stage_factories()
     if stage_name not in factories:
         raise ValueError(f"unknown stage {stage_name!r}; installed stages: {', '.join(sorted(factories))}")
+    # Configuration first: building the stage validates the pipeline file and the storage settings,
+    # so a wrong field is reported (ConfigError) before the operator hears about Kafka.
+    stage = factories[stage_name](settings)
     check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
     admin = AdminClient(admin_config(settings))
-    if ensure:
-        ensure_topics(admin, installed_topic_specs())
-    stage = factories[stage_name](settings)
+    if settings.topics.manage:  # on a real cluster topics are the operator's (`darkroom topics ensure --apply`)
+        ensure_topics(admin, installed_topic_specs(settings.topics))
     # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
     # traceparent header still carries the trace from stage to stage.
     exporting = settings.telemetry.otlp_endpoint is not None or settings.telemetry.span_file is not None
@@ -123,7 +126,7 @@ def run_worker(
     )
     metrics.watch_in_flight(lambda: runner.stats.in_flight)
     all_checks = {
-        KAFKA: kafka_check(admin, stage.topics[0], settings.telemetry.check_timeout_s),
+        KAFKA: kafka_check(admin, TopicNames(settings.topics.prefix)(stage.topics[0]), settings.telemetry.check_timeout_s),
         **stage_checks(stage),
         **(checks or {}),
     }

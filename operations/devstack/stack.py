@@ -24,9 +24,9 @@ from operations.devstack.kafka_broker import KafkaBroker
 from operations.devstack.processes import StackError, port_in_use, port_owner, tail
 from operations.devstack.smtp import SmtpSink
 from operations.devstack.versitygw import VersityGateway
-from pipeline.contracts.topics import STORAGE_EVENTS, default_topic_specs
+from pipeline.contracts.topics import STORAGE_EVENTS
 from pipeline.settings import Settings, StorageSettings
-from pipeline.topics import ensure_topics
+from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +177,16 @@ class DevStack:
             admin = self.kafka.admin_client()
             if admin is None:
                 raise StackError(f"Kafka at {self.kafka.bootstrap} stopped answering right after start-up")
-            ensure = ensure_topics(admin, default_topic_specs())
+            ensure = ensure_topics(admin, installed_topic_specs(self.settings.topics))
             report.topics_created = list(ensure.created)
-            self._wait_topic_leaders(STORAGE_EVENTS)
+            self._wait_topic_leaders(TopicNames(self.settings.topics.prefix)(STORAGE_EVENTS))
             report.timings_s["topics"] = time.monotonic() - t0
 
             t0 = time.monotonic()
             pid = self.s3.pid()
             if pid is None:
                 echo(f"starting versitygw on {self.s3.endpoint_url}...")
-                pid = self.s3.start(self.kafka.bootstrap)
+                pid = self.s3.start(self.kafka.bootstrap, TopicNames(self.settings.topics.prefix)(STORAGE_EVENTS))
                 report.started.append("s3")
             else:
                 report.already_running.append("s3")

@@ -21,6 +21,7 @@ from pipeline.envelope import H_EVENT_TYPE, headers_dict
 from pipeline.kafka_config import consumer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from stages.ingest.stage import uploaded_event
 from storage.keys import ORIGINALS_PREFIX, InvalidKey
 from storage.port import ObjectStore
@@ -44,14 +45,15 @@ def known_uploads(settings: Settings, timeout_s: float = 30.0) -> set[str]:
     config = consumer_config(settings, f"darkroom.reconciler.{uuid.uuid4().hex}")
     config["enable.partition.eof"] = True
     consumer = Consumer(config)
+    files = TopicNames(settings.topics.prefix)(FILES)
     try:
-        metadata = consumer.list_topics(FILES, timeout=timeout_s).topics[FILES]
+        metadata = consumer.list_topics(files, timeout=timeout_s).topics[files]
         ends: dict[int, int] = {}
         for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(FILES, p), timeout=timeout_s)
+            low, high = consumer.get_watermark_offsets(TopicPartition(files, p), timeout=timeout_s)
             if high > low:
                 ends[p] = high
-        consumer.assign([TopicPartition(FILES, p, OFFSET_BEGINNING) for p in ends])
+        consumer.assign([TopicPartition(files, p, OFFSET_BEGINNING) for p in ends])
         seen: set[str] = set()
         wanted = FILE_UPLOADED.encode()
         while ends:
