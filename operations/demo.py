@@ -21,7 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from operations.devstack import DevStack, StackError
+from operations.devstack import DevStack, StackError, client_env
 from operations.samples import write_samples
 from orchestration.commands import mail_dir, open_db, publish_event
 from orchestration.gallery import GalleryPhoto, gallery_photos
@@ -94,7 +94,12 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     it is unset and the file exists.
     """
     console = Console(stderr=True)
-    env = os.environ.copy()
+    # The dev stack's keys, unless the caller brought their own (the demo runs against the dev stack).
+    dev_env = {k: v for k, v in client_env(settings).items() if k not in os.environ}
+    env = {**os.environ, **dev_env}
+    if "DARKROOM_STORAGE__ACCESS_KEY" in dev_env and settings.storage.access_key is None:
+        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={
+            "access_key": settings.dev.s3_access_key, "secret_key": settings.dev.s3_secret_key})})
     if settings.pipeline_file is None and STUDIO_PIPELINE.exists():
         env["DARKROOM_PIPELINE_FILE"] = str(STUDIO_PIPELINE.resolve())
         settings = settings.model_copy(update={"pipeline_file": STUDIO_PIPELINE.resolve()})

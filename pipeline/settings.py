@@ -19,9 +19,16 @@ class KafkaSettings(BaseModel):
 
     bootstrap_servers: str = "127.0.0.1:19092"
     client_id: str = "darkroom"
-    # Production connections (see pipeline/kafka_config.py): SASL_SSL with SCRAM and a private CA.
+    # Production connections (see pipeline/kafka_config.py): SASL_SSL with SCRAM or OAUTHBEARER, a private CA.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"] = "SCRAM-SHA-512"
+    # OAUTHBEARER with OIDC (client credentials): librdkafka fetches and refreshes the token itself.
+    oauth_token_endpoint_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_scope: str | None = None
+    # SASL extensions some clusters need, e.g. "logicalCluster=lkc-abc,identityPoolId=pool-xyz" (Confluent Cloud).
+    oauth_extensions: str | None = None
     sasl_username: str | None = None
     # SecretStr: repr/str/logging show '**********'; only kafka_config reads the value.
     sasl_password: SecretStr | None = None
@@ -52,8 +59,12 @@ class StorageSettings(BaseModel):
     """How to reach the S3-compatible object store."""
 
     endpoint_url: str = "http://127.0.0.1:17070"
-    access_key: str = "darkroom"
-    secret_key: SecretStr = SecretStr("darkroom-secret")
+    # Unset = the standard AWS credential chain (AWS_* variables, profile, web identity, instance role);
+    # no default secret: `darkroom dev env` prints the dev stack's keys (storage/credentials.py).
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    # AWS profile of ~/.aws/credentials or ~/.aws/config for the chain; unset = AWS_PROFILE or "default".
+    profile: str | None = None
     region: str = "us-east-1"
     bucket: str = "darkroom"
     # Which client library the S3 adapter uses: minio measured faster on get and put against the
@@ -120,6 +131,9 @@ class TelemetrySettings(BaseModel):
     stats_interval_ms: int = Field(default=5_000, ge=100)
     # Bound on one dependency check (Kafka metadata fetch, storage ping) of a health endpoint.
     check_timeout_s: float = Field(default=2.0, gt=0)
+    # /health/ready turns 503 only after this many failed runs of a check in a row (one slow S3 answer
+    # must not take every worker out of service at once); /health/<check> reports every single run.
+    failures_before_unready: int = Field(default=3, ge=1)
 
 
 class OrchestrationSettings(BaseModel):
@@ -150,6 +164,10 @@ class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     versitygw_version: str = "v1.8.0"
     s3_port: int = 17070
+    # The dev stack's S3 root credentials: the only default secret, used by the dev stack, the demo and
+    # tests (`darkroom dev env` exports them); a worker elsewhere never falls back to them.
+    s3_access_key: str = "darkroom"
+    s3_secret_key: SecretStr = SecretStr("darkroom-secret")
     # Optional second Kafka listener, SASL_SSL with SCRAM-SHA-256/512 (tests of production connections).
     # It needs a PEM file holding the broker's PKCS#8 private key and certificate chain, and users that
     # are created when the log dir is formatted (a running broker must be re-formatted to add users).

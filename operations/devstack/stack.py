@@ -25,7 +25,7 @@ from operations.devstack.processes import StackError, port_in_use, port_owner, t
 from operations.devstack.smtp import SmtpSink
 from operations.devstack.versitygw import VersityGateway
 from pipeline.contracts.topics import STORAGE_EVENTS
-from pipeline.settings import Settings, StorageSettings
+from pipeline.settings import DevStackSettings, Settings, StorageSettings
 from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,20 @@ class UpReport:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
+def client_env(settings: Settings) -> dict[str, str]:
+    """What a darkroom process needs in its environment to use this stack: its S3 keys, and topic management on.
+
+    The dev stack's keys are the only default secret; they reach a process only through here
+    (`darkroom dev env`, the demo, the tests), never as a fallback of the settings.
+    """
+    return {
+        "DARKROOM_STORAGE__ACCESS_KEY": settings.dev.s3_access_key,
+        "DARKROOM_STORAGE__SECRET_KEY": settings.dev.s3_secret_key.get_secret_value(),
+        "DARKROOM_TOPICS__MANAGE": "true",
+    }
+
+
+def ensure_bucket(endpoint_url: str, storage: StorageSettings, dev: DevStackSettings) -> bool:
     """Create ``storage.bucket`` at ``endpoint_url``; True if created, False if it already existed.
 
     Deliberately plain boto3 (not the storage package): the dev stack must come up before, and
@@ -71,8 +84,8 @@ def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint_url,
-        aws_access_key_id=storage.access_key,
-        aws_secret_access_key=storage.secret_key.get_secret_value(),
+        aws_access_key_id=dev.s3_access_key,
+        aws_secret_access_key=dev.s3_secret_key.get_secret_value(),
         region_name=storage.region,
         config=Config(
             s3={"addressing_style": "path"},  # bucket DNS names do not resolve to 127.0.0.1
@@ -191,7 +204,7 @@ class DevStack:
             else:
                 report.already_running.append("s3")
             self.s3.wait_healthy(pid, S3_HEALTH_TIMEOUT_S)
-            report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage)
+            report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage, self.settings.dev)
             report.timings_s["s3"] = time.monotonic() - t0
 
             t0 = time.monotonic()

@@ -133,8 +133,8 @@ class VersityGateway:
         # Credentials via the environment, not argv: argv is world-readable in `ps`.
         env = {
             **os.environ,
-            "ROOT_ACCESS_KEY": self.storage.access_key,
-            "ROOT_SECRET_KEY": self.storage.secret_key.get_secret_value(),
+            "ROOT_ACCESS_KEY": self.dev.s3_access_key,
+            "ROOT_SECRET_KEY": self.dev.s3_secret_key.get_secret_value(),
         }
         return spawn(self.process, argv, env=env, cwd=self.root.parent)
 
