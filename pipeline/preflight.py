@@ -68,6 +68,12 @@ def _explain(settings: Settings, errors: list[KafkaError]) -> str | None:
     """A message for the first error no retry will fix, or None while waiting may still help."""
     kafka = settings.kafka
     for err in errors:
+        if err.code() == KafkaError._AUTHENTICATION and kafka.sasl_mechanism == "OAUTHBEARER":
+            return (
+                f"Kafka OAUTHBEARER authentication failed at {kafka.bootstrap_servers} for client "
+                f"{kafka.oauth_client_id!r}: {err.str()}. Check DARKROOM_KAFKA__OAUTH_TOKEN_ENDPOINT_URL, "
+                "DARKROOM_KAFKA__OAUTH_CLIENT_ID, DARKROOM_KAFKA__OAUTH_CLIENT_SECRET and DARKROOM_KAFKA__OAUTH_SCOPE."
+            )
         if err.code() == KafkaError._AUTHENTICATION:
             return (
                 f"Kafka authentication failed at {kafka.bootstrap_servers} for user {kafka.sasl_username!r} "
