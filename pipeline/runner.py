@@ -176,7 +176,8 @@ class StageRunner:
         """Consume until `stop()`, then drain in-flight work (bounded), commit and close."""
         self.stage.start()
         self._consumer.subscribe(
-            [self._names(t) for t in self.stage.topics], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [self._names(t) for t in self.stage.topics],
+            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
         )
         try:
             while not self._stopping.is_set():
@@ -198,6 +199,11 @@ class StageRunner:
     def stopping(self) -> bool:
         """True once `stop()` was called: the runner is draining and takes no new work."""
         return self._stopping.is_set()
+
+    @property
+    def assigned_partitions(self) -> int:
+        """Partitions this worker owns now (0 before the first assignment and after losing them all)."""
+        return len(self._partitions)
 
     @property
     def in_flight(self) -> int:

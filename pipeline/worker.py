@@ -24,7 +24,7 @@ from pipeline.health import (
     kafka_check,
     stage_checks,
 )
-from pipeline.kafka_config import admin_config, consumer_config, producer_config
+from pipeline.kafka_config import admin_config, client_id, consumer_config, producer_config
 from pipeline.metrics import CONTENT_TYPE, StageMetrics
 from pipeline.preflight import check_kafka
 from pipeline.publisher import Publisher
@@ -56,12 +56,13 @@ def build_runner(
     stats_cb: Callable[[str], None] | None = None,
 ) -> StageRunner:
     """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag)."""
-    config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name)))
+    client = client_id(settings, stage.name)
+    config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name), client))
     if stats_cb is not None:
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
     names = TopicNames(settings.topics.prefix)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s, names)
+    publisher = Publisher(producer_config(settings, client), settings.worker.delivery_timeout_s, names)
     return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names)
 
 
@@ -81,12 +82,18 @@ def start_health_server(
             return "draining: stop requested"
         if not runner.assigned.is_set():
             return "waiting for the consumer group to assign partitions"
+        if runner.assigned_partitions == 0:
+            # More workers than partitions, or all of them moved away: this worker can do no work.
+            return "no partitions assigned (more workers than partitions, or a rebalance in progress)"
         return None
 
     host, port = settings.worker.http_host, settings.worker.http_port
     try:
         server = HealthServer(
-            host, port, checks=HealthChecks(checks, timeout_s=settings.telemetry.check_timeout_s),
+            host, port, checks=HealthChecks(
+                checks, timeout_s=settings.telemetry.check_timeout_s,
+                failures_before_unready=settings.telemetry.failures_before_unready,
+            ),
             live=live, ready=ready, metrics=metrics, metrics_content_type=CONTENT_TYPE,
         )
     except OSError as exc:
