@@ -23,8 +23,9 @@ from rich.table import Table
 
 from operations.devstack import DevStack, StackError, client_env
 from operations.samples import write_samples
-from orchestration.commands import mail_dir, open_db, publish_event
+from orchestration.commands import open_db, publish_event
 from orchestration.gallery import GalleryPhoto, gallery_photos
+from orchestration.mailbox import Mailbox
 from pipeline.contracts.events import (
     FILE_PROCESSED,
     GALLERY_UPDATED,
@@ -140,7 +141,7 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         # Completing the shoot sends the client the pending gallery notification now, not at the interval.
         publish_event(settings, ShootCompleted(shoot_id=shoot_id, photo_count=len(uploaded)),
                       deterministic_id("shoot.completed", shoot_id))
-        _await_mail(console, mail_dir(settings), title, deadline)
+        _await_mail(console, Mailbox.of(settings), title, deadline)
     finally:
         _stop_fleet(fleet)
         for watcher in watchers.values():
@@ -174,16 +175,15 @@ def _await_invite(console: Console, invites: TopicWatcher, shoot_id: str, deadli
     console.print("[yellow]no invite.sent yet[/yellow]: see the users, invites and invite-sender logs")
 
 
-def _await_mail(console: Console, folder: Path, title: str, deadline: float) -> None:
-    """Wait for the gallery notification mail in the dev SMTP sink (a folder of .eml files: polled)."""
+def _await_mail(console: Console, mailbox: Mailbox, title: str, deadline: float) -> None:
+    """Wait for the gallery notification mail in Mailpit (its API: polled)."""
     while time.monotonic() < deadline:
-        for path in folder.glob("*.eml") if folder.exists() else []:
-            text = path.read_text(errors="replace")
+        for mail in mailbox.messages(200):
+            text = mailbox.text(mail.id)
             if title in text and "new photo" in text:
-                subject = next((line for line in text.splitlines() if line.startswith("Subject:")), "")
-                console.print(f"  [magenta]mail[/magenta] {subject}")
+                console.print(f"  [magenta]mail[/magenta] {mail.subject} (web UI: {mailbox.base_url})")
                 return
-        time.sleep(0.3)
+        time.sleep(0.5)
     console.print("[yellow]no gallery notification mail yet[/yellow]: see the notifier log")
 
 

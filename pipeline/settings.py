@@ -141,10 +141,18 @@ class OrchestrationSettings(BaseModel):
 
     # Their embedded database (SQLite); unset = `<dev.data_dir>/orchestration.sqlite`.
     db_path: Path | None = None
-    # Where mail goes. Port 0 = the dev stack's SMTP sink, found through `<dev.data_dir>/run/smtp.port`
-    # (the sink picks a free port, so parallel stacks never collide).
+    # Where mail goes. Port 0 = the dev stack's Mailpit, found through `<dev.data_dir>/run/smtp.port`
+    # (it gets a free port, so parallel stacks never collide).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=0, ge=0, le=65535)
+    # A real mail server: "starttls" upgrades a plain connection (port 587), "tls" is TLS from the first
+    # byte (port 465); the server's certificate is verified (smtp_ca_bundle for a private CA).
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_bundle: Path | None = None
+    # Mailpit's API, read by `darkroom mail list`; unset = the dev stack's, through `<dev.data_dir>/run/mail-ui.port`.
+    mail_api_url: str | None = None
     mail_from: str = "darkroom <noreply@darkroom.local>"
     # Gallery notifications: at most one mail per shoot per interval, listing every photo added in it.
     notify_interval_s: float = Field(default=60.0, gt=0)
@@ -163,6 +171,10 @@ class DevStackSettings(BaseModel):
     kafka_heap: str = "512m"
     kafka_version: str = "4.1.1"
     versitygw_version: str = "v1.8.0"
+    # Mailpit (SMTP + web UI + API), built with `go install github.com/axllent/mailpit@<version>`.
+    mailpit_version: str = "v1.27.11"
+    # Its web UI and API port; 0 = any free port, published in `<data_dir>/run/mail-ui.port` (`dev status` shows it).
+    mail_ui_port: int = Field(default=0, ge=0, le=65535)
     s3_port: int = 17070
     # The dev stack's S3 root credentials: the only default secret, used by the dev stack, the demo and
     # tests (`darkroom dev env` exports them); a worker elsewhere never falls back to them.
@@ -194,3 +206,5 @@ class Settings(BaseSettings):
     # Name written in the `producer` field of every event this process publishes.
     producer_name: str = "darkroom"
     log_level: str = "WARNING"
+    # "text" for people; "json": one object per line with trace_id/span_id (pipeline/logs.py), for a log pipeline.
+    log_format: Literal["text", "json"] = "text"

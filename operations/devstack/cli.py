@@ -40,7 +40,7 @@ def dev_group() -> None:
 
 @dev_group.command("up")
 def up_command() -> None:
-    """Start Kafka, versitygw and the SMTP sink (building/downloading on first use), ensure topics and bucket."""
+    """Start Kafka, versitygw and Mailpit (building/downloading on first use), ensure topics and bucket."""
     stack = _stack()
     for warning in stack.settings_warnings():
         _err.print(f"[yellow]warning:[/] {warning}")
@@ -71,7 +71,7 @@ def env_command() -> None:
 
 @dev_group.command("down")
 def down_command() -> None:
-    """Stop Kafka, versitygw and the SMTP sink (their data stays in the data dir)."""
+    """Stop Kafka, versitygw and Mailpit (their data stays in the data dir)."""
     try:
         stopped = DevStack().down()
     except StackError as exc:

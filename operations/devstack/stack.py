@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from operations.devstack.kafka_broker import KafkaBroker
+from operations.devstack.mailpit import MailServer
 from operations.devstack.processes import StackError, port_in_use, port_owner, tail
-from operations.devstack.smtp import SmtpSink
 from operations.devstack.versitygw import VersityGateway
 from pipeline.contracts.topics import STORAGE_EVENTS
 from pipeline.settings import DevStackSettings, Settings, StorageSettings
@@ -119,7 +119,7 @@ class DevStack:
         self.data_dir: Path = self.settings.dev.data_dir.expanduser().resolve()
         self.kafka = KafkaBroker(self.settings.dev, self.data_dir)
         self.s3 = VersityGateway(self.settings.dev, self.settings.storage, self.data_dir)
-        self.smtp = SmtpSink(self.settings, self.data_dir)
+        self.smtp = MailServer(self.settings, self.data_dir)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -147,6 +147,7 @@ class DevStack:
         if not s3_running:
             self.s3.check_ports()
         if self.smtp.pid() is None:
+            self.smtp.check_tools()
             self.smtp.check_ports()
 
     def install(self, echo: Callable[[str], None] = lambda _msg: None) -> list[str]:
@@ -160,6 +161,10 @@ class DevStack:
             echo(f"building versitygw {self.settings.dev.versitygw_version} with go install (first run only)...")
         if self.s3.install():
             installed.append("s3")
+        if self.smtp.installed_version() != self.settings.dev.mailpit_version:
+            echo(f"building Mailpit {self.settings.dev.mailpit_version} with go install (first run only)...")
+        if self.smtp.install():
+            installed.append("smtp")
         return installed
 
     def up(self, echo: Callable[[str], None] = lambda _msg: None) -> UpReport:
@@ -210,7 +215,7 @@ class DevStack:
             t0 = time.monotonic()
             pid = self.smtp.pid()
             if pid is None:
-                echo("starting the SMTP sink...")
+                echo("starting Mailpit (SMTP, web UI)...")
                 pid = self.smtp.start()
                 report.started.append("smtp")
             else:
@@ -253,14 +258,14 @@ class DevStack:
     def status(self) -> dict[str, ServiceStatus]:
         """Per-service state: running/stopped (pid verified), pid, port and a live health check."""
         result: dict[str, ServiceStatus] = {}
-        services: tuple[tuple[str, KafkaBroker | VersityGateway | SmtpSink], ...] = (
+        services: tuple[tuple[str, KafkaBroker | VersityGateway | MailServer], ...] = (
             ("kafka", self.kafka), ("s3", self.s3), ("smtp", self.smtp))
         for name, service in services:
             pid = service.pid()
             if pid is not None:
                 healthy = service.healthy()
                 where = {"kafka": self.kafka.bootstrap, "s3": self.s3.endpoint_url}.get(
-                    name, f"smtp://127.0.0.1:{self.smtp.port}, mail in {self.smtp.mail_dir}")
+                    name, f"smtp://127.0.0.1:{self.smtp.port}, Mailpit web UI {self.smtp.ui_url}")
                 result[name] = ServiceStatus(name, "running", pid, service.port, healthy, where)
             else:
                 detail = ""

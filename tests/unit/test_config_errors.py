@@ -58,3 +58,11 @@ def test_sasl_without_a_password_is_a_configuration_error(no_broker: None, monke
     monkeypatch.setenv("DARKROOM_KAFKA__SASL_USERNAME", "worker")
     line = _one_line_error(CliRunner().invoke(main, ["worker", "ingest"]))
     assert "DARKROOM_KAFKA__SASL_PASSWORD" in line
+
+
+def test_an_smtp_login_without_its_password_is_a_configuration_error(no_broker: None, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    monkeypatch.setenv("DARKROOM_ORCHESTRATION__DB_PATH", str(tmp_path / "o.sqlite"))
+    monkeypatch.setenv("DARKROOM_ORCHESTRATION__SMTP_USERNAME", "mailer")
+    line = _one_line_error(CliRunner().invoke(main, ["worker", "invite-sender"]))
+    assert "DARKROOM_ORCHESTRATION__SMTP_PASSWORD" in line
