@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from importlib.metadata import entry_points
 
 import click
@@ -13,6 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
 from pipeline.kafka_config import admin_config
+from pipeline.logs import configure_logging
 from pipeline.settings import Settings
 from pipeline.topics import apply_plan, installed_topic_specs, plan_topics
 from pipeline.worker import run_worker, stage_factories
@@ -79,11 +78,7 @@ def main(ctx: click.Context, log_level: str | None) -> None:
     Settings come from DARKROOM_* environment variables (see README, "Settings").
     """
     settings = Settings()
-    logging.basicConfig(
-        level=(log_level or settings.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(log_level or settings.log_level, settings.log_format)
     ctx.obj = settings
 
 

@@ -142,11 +142,12 @@ class StageRunner:
         observer: RunnerObserver | None = None,
         tracer: Tracer | None = None,
         names: TopicNames | None = None,
+        group: str | None = None,
     ) -> None:
         self.stage = stage
         self._names = names or TopicNames()
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
-        self._spans = AttemptSpans(tracer, stage.name)
+        self._spans = AttemptSpans(tracer, stage.name, group or f"darkroom.{stage.name}")
         self._consumer = consumer
         self._publisher = publisher
         self._settings = settings

@@ -31,7 +31,7 @@ from pipeline.publisher import Publisher
 from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import Stage
-from pipeline.telemetry import install_tracer_provider
+from pipeline.telemetry import exporting, install_tracer_provider
 from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ def build_runner(
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
     names = TopicNames(settings.topics.prefix)
-    publisher = Publisher(producer_config(settings, client), settings.worker.delivery_timeout_s, names)
-    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names)
+    publisher = Publisher(producer_config(settings, client), settings.worker.delivery_timeout_s, names, tracer)
+    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names,
+                       group=group_id(stage.name))
 
 
 def start_health_server(
@@ -116,16 +117,16 @@ def run_worker(
     if stage_name not in factories:
         raise ValueError(f"unknown stage {stage_name!r}; installed stages: {', '.join(sorted(factories))}")
     # Configuration first: building the stage validates the pipeline file and the storage settings,
-    # so a wrong field is reported (ConfigError) before the operator hears about Kafka.
+    # and the tracer its OTEL_* variables, so a wrong field is reported (ConfigError) before the
+    # operator hears about Kafka.
     stage = factories[stage_name](settings)
+    # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
+    # traceparent header still carries the trace from stage to stage.
+    tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting(settings.telemetry) else None
     check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
     admin = AdminClient(admin_config(settings))
     if settings.topics.manage:  # on a real cluster topics are the operator's (`darkroom topics ensure --apply`)
         ensure_topics(admin, installed_topic_specs(settings.topics))
-    # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
-    # traceparent header still carries the trace from stage to stage.
-    exporting = settings.telemetry.otlp_endpoint is not None or settings.telemetry.span_file is not None
-    tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting else None
     metrics = StageMetrics(stage_name, settings.telemetry.service_name)
     runner = build_runner(
         stage, settings, observer=metrics, tracer=tracing.get_tracer("darkroom.runner") if tracing else None,

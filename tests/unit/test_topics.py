@@ -77,3 +77,12 @@ def test_the_plan_sets_defaults_but_reports_a_config_an_operator_set_as_drift() 
     assert [(d.topic, d.key, d.have) for d in plan.drift] == [(FILES, "retention.ms", week)]
     assert any(line.startswith(f"drift {FILES}") for line in plan.lines())
     assert admin.changes == []  # planning only reads
+
+
+def test_the_prefix_reaches_the_asyncapi_addresses() -> None:
+    from pipeline.contracts.asyncapi import generate
+
+    document = generate(prefix="studio-prod.")
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert "studio-prod.files" in addresses and all(a.startswith("studio-prod.") for a in addresses)
+    assert all(c["bindings"]["kafka"]["topic"].startswith("studio-prod.") for c in document["channels"].values())
