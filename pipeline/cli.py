@@ -70,6 +70,7 @@ class _PluginGroup(click.Group):
 
 
 @click.group(cls=_PluginGroup)
+@click.version_option(package_name="darkroom", message="%(prog)s %(version)s")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: DARKROOM_LOG_LEVEL or WARNING).")
 @click.pass_context
 def main(ctx: click.Context, log_level: str | None) -> None:
