@@ -143,7 +143,8 @@ class OutboxRelay:
         self.stage = stage
         self.db = db
         self.settings = settings
-        self.kafka = TransactionalOutbox(settings, relay_id(stage.name, db))
+        # Prefixed like topics and groups (DARKROOM_TOPICS__PREFIX), so one prefixed ACL covers it.
+        self.kafka = TransactionalOutbox(settings, settings.topics.prefix + relay_id(stage.name, db))
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock_file: IO[str] | None = None

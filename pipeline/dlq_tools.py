@@ -197,7 +197,7 @@ def redrive(settings: Settings, letters: list[Letter], timeout_s: float = 30.0) 
         raise ValueError(f"no dlq.topic header, cannot tell where to redrive: {', '.join(broken)}")
     if not letters:
         return []
-    producer = Producer({**producer_config(settings), "transactional.id": TRANSACTIONAL_ID})
+    producer = Producer({**producer_config(settings), "transactional.id": settings.topics.prefix + TRANSACTIONAL_ID})
     delivered: dict[str, tuple[str, int, int]] = {}
     errors: list[str] = []
 

@@ -46,9 +46,13 @@ def stage_factories() -> dict[str, StageFactory]:
     return {ep.name: ep.load() for ep in entry_points(group=STAGE_ENTRY_POINTS)}
 
 
-def group_id(stage_name: str) -> str:
-    """The consumer group of a stage: every worker of a stage shares it."""
-    return f"darkroom.{stage_name}"
+def group_id(stage_name: str, prefix: str = "") -> str:
+    """The consumer group of a stage: every worker of a stage shares it.
+
+    `prefix` is DARKROOM_TOPICS__PREFIX: deployments sharing a cluster have groups of their own too,
+    and one prefixed ACL covers topics and groups.
+    """
+    return f"{prefix}darkroom.{stage_name}"
 
 
 def build_runner(
@@ -57,14 +61,15 @@ def build_runner(
 ) -> StageRunner:
     """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag)."""
     client = client_id(settings, stage.name)
-    config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name), client))
+    group = group_id(stage.name, settings.topics.prefix)
+    config: dict[str, Any] = dict(consumer_config(settings, group, client))
     if stats_cb is not None:
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
     names = TopicNames(settings.topics.prefix)
     publisher = Publisher(producer_config(settings, client), settings.worker.delivery_timeout_s, names, tracer)
     return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names,
-                       group=group_id(stage.name))
+                       group=group)
 
 
 def start_health_server(

@@ -129,7 +129,8 @@ def lag_probe(settings: Settings, stages: list[str]) -> LagProbe:
             topics[group_id(name)] = tuple(TopicNames(settings.topics.prefix)(t) for t in stage.topics)
         finally:
             stage.close()
-    return LagProbe(consumer_factory(lambda group: consumer_config(settings, group)), topics)
+    # Groups are keyed by their unprefixed names here; the consumers read the deployment's (prefixed) ones.
+    return LagProbe(consumer_factory(lambda group: consumer_config(settings, settings.topics.prefix + group)), topics)
 
 
 @fleet_group.command("status")

@@ -311,7 +311,7 @@ def test_each_stage_has_a_deployment_with_probes_and_a_scaled_object_on_its_lag(
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     [trigger] = scaled["spec"]["triggers"]
     meta = trigger["metadata"]
-    assert meta["consumerGroup"] == group_id(stage)
+    assert meta["consumerGroup"] == group_id(stage, overlay_config(overlay).get("DARKROOM_TOPICS__PREFIX", ""))
     config = overlay_config(overlay)
     assert meta["bootstrapServers"] == config["DARKROOM_KAFKA__BOOTSTRAP_SERVERS"]
     # KEDA reads the lag of the topic as named on the cluster: the overlay's prefix reaches it.

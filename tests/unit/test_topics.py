@@ -86,3 +86,10 @@ def test_the_prefix_reaches_the_asyncapi_addresses() -> None:
     addresses = {c["address"] for c in document["channels"].values()}
     assert "studio-prod.files" in addresses and all(a.startswith("studio-prod.") for a in addresses)
     assert all(c["bindings"]["kafka"]["topic"].startswith("studio-prod.") for c in document["channels"].values())
+
+
+def test_the_prefix_reaches_consumer_groups_too() -> None:
+    from pipeline.worker import group_id
+
+    assert group_id("resize") == "darkroom.resize"
+    assert group_id("resize", "studio-prod.") == "studio-prod.darkroom.resize"
