@@ -9,11 +9,12 @@ as drift, never reverted.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -22,6 +23,7 @@ from confluent_kafka.admin import (
     ConfigSource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
 
 if TYPE_CHECKING:
@@ -191,6 +193,7 @@ def apply_plan(admin: AdminClient, plan: TopicPlan, timeout_s: float = 30.0) -> 
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
                 unchanged.append(name)
+        _await_leaders(admin, created, timeout_s)
     if plan.grow:
         for name, fut in admin.create_partitions([NewPartitions(s.name, s.partitions) for s in plan.grow]).items():
             try:
@@ -210,6 +213,33 @@ def apply_plan(admin: AdminClient, plan: TopicPlan, timeout_s: float = 30.0) -> 
         log.warning("topics: %s has %s=%s set on the topic, the spec says %s; left as is", d.topic, d.key, d.have, d.want)
     log.info("topics: created=%s grown=%s reconfigured=%s", created, grown, reconfigured)
     return EnsureReport(created, grown, reconfigured, unchanged, list(plan.drift))
+
+
+def _await_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Wait until every partition of `names` has a leader: a created topic is usable only then.
+
+    CreateTopics returns when the controller has recorded the topic; brokers learn it a moment later,
+    and a client that reads or writes in between gets NOT_LEADER / UNKNOWN_TOPIC errors.
+    """
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending:
+        topics = admin.list_topics(timeout=max(0.5, deadline - time.monotonic())).topics
+        pending = {n for n in pending
+                   if n not in topics or topics[n].error is not None or not topics[n].partitions
+                   or any(p.leader < 0 for p in topics[n].partitions.values())}
+        if not pending:
+            # The leaders are named; they also have to serve the partitions (ListOffsets goes to each leader).
+            request = {TopicPartition(n, p): OffsetSpec.latest() for n in names for p in topics[n].partitions}
+            try:
+                for fut in admin.list_offsets(request, request_timeout=max(0.5, deadline - time.monotonic())).values():
+                    fut.result()
+                return
+            except KafkaException:
+                pending = set(names)
+        if time.monotonic() >= deadline:
+            raise KafkaException(f"topics created but without leaders after {timeout_s:.0f}s: {sorted(pending)}")
+        time.sleep(0.1)
 
 
 def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout_s: float = 30.0) -> EnsureReport:

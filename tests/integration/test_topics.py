@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 
@@ -11,10 +12,17 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from operations.samples import sample_jpeg
 from pipeline.cli import main
+from pipeline.contracts.events import FILE_PROCESSED
 from pipeline.contracts.topics import FILES
-from pipeline.kafka_config import admin_config
+from pipeline.kafka_config import admin_config, producer_config
+from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
+from pipeline.watch import TopicWatcher
+from stages.ingest.stage import uploaded_event
+from storage.keys import original_key
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +80,31 @@ def test_topics_ensure_prints_a_plan_and_applies_only_with_apply(settings: Setti
     assert again.exit_code == 0, again.output
     assert f"drift {prefix}{FILES}: retention.ms={month}" in again.output
     assert _config(admin, f"{prefix}{FILES}")["retention.ms"] == month
+
+
+def test_a_deployment_with_a_prefix_works_on_its_own_topics_and_group(
+    settings: Settings, store, start_worker, monkeypatch: pytest.MonkeyPatch, shoot_id: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    monkeypatch.setenv("DARKROOM_TOPICS__PREFIX", prefix)
+    assert CliRunner().invoke(main, ["topics", "ensure", "--apply"]).exit_code == 0
+    mine = Settings()
+    files = TopicWatcher(mine, FILES)  # reads `<prefix>files`
+    try:
+        start_worker("resize", DARKROOM_TOPICS__PREFIX=prefix, DARKROOM_TOPICS__MANAGE="false")
+        photo = sample_jpeg(800, 600, 141_000)
+        file_id = f"prefixed-{hashlib.sha256(photo).hexdigest()[:10]}"
+        key = original_key(shoot_id, file_id, "jpg")
+        store.put(key, photo, "image/jpeg")
+        _fid, uploaded = uploaded_event(store.bucket, key, len(photo), hashlib.md5(photo).hexdigest(), "test")  # noqa: S324
+        publisher = Publisher(producer_config(mine), names=TopicNames(prefix))
+        try:
+            publisher.publish_all([Outgoing.event(FILES, file_id, uploaded)])
+        finally:
+            publisher.close()
+        files.until(lambda seen: any(s.event_type == FILE_PROCESSED and s.key == file_id.encode() for s in seen), 120)
+    finally:
+        files.close()
+    admin = AdminClient(admin_config(settings))
+    groups = {g.group_id for g in admin.list_consumer_groups().result(timeout=30).valid}
+    assert f"{prefix}darkroom.resize" in groups
