@@ -53,11 +53,12 @@ class MailServer:
         self.binary = self.bin_dir / "mailpit"
         self.stamp = self.bin_dir / "mailpit.version"
         self.mail_dir = data_dir / "mail"
+        self.database = self.mail_dir / "mailpit.db"
         self.port_file = data_dir / "run" / "smtp.port"
         self.ui_port_file = data_dir / "run" / "mail-ui.port"
         self.process = ServiceProcess(
             name=self.name, pidfile=data_dir / "run" / "smtp.pid", logfile=data_dir / "logs" / "smtp.log",
-            marker=str(self.mail_dir),  # the database path of this data dir is unique to our Mailpit's argv
+            marker=str(self.database),  # an argv element unique to this data dir's Mailpit
         )
 
     # --- where ---------------------------------------------------------------------------------
@@ -146,17 +147,20 @@ class MailServer:
         for path, port in ((self.port_file, smtp_port), (self.ui_port_file, ui_port)):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{port}\n")
-        argv = [
+        return spawn(self.process, self.argv(smtp_port, ui_port), env=dict(os.environ), cwd=self.mail_dir)
+
+    def argv(self, smtp_port: int, ui_port: int) -> list[str]:
+        """Mailpit's command line; it holds `process.marker` as one element, which is how `pid()` knows it."""
+        return [
             str(self.binary),
             "--smtp", f"127.0.0.1:{smtp_port}",
             "--listen", f"127.0.0.1:{ui_port}",
-            "--database", str(self.mail_dir / "mailpit.db"),
+            "--database", str(self.database),
             # The workers may be configured with a login (DARKROOM_ORCHESTRATION__SMTP_USERNAME): accept
             # any, over plain SMTP, as a real server's stand-in on the loopback.
             "--smtp-auth-accept-any", "--smtp-auth-allow-insecure",
             "--max", "0",  # keep every mail: tests count deliveries
         ]  # fmt: skip
-        return spawn(self.process, argv, env=dict(os.environ), cwd=self.mail_dir)
 
     def healthy(self) -> bool:
         """True if Mailpit's HTTP side answers /livez and its SMTP port accepts connections."""
