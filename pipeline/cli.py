@@ -8,6 +8,7 @@ import click
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from pipeline.errors import ConfigError
 from pipeline.kafka_config import admin_config
@@ -49,6 +50,9 @@ class _PluginGroup(click.Group):
             return super().invoke(ctx)
         except ValidationError as exc:
             raise ConfigurationError(describe_settings_error(exc)) from None
+        except SettingsError as exc:  # e.g. DARKROOM_KAFKA__EXTRA that is not JSON
+            cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+            raise ConfigurationError(f"{exc}{cause}; nested settings given as JSON must be valid JSON") from None
         except ConfigError as exc:
             raise ConfigurationError(str(exc)) from None
 

@@ -66,3 +66,9 @@ def test_an_smtp_login_without_its_password_is_a_configuration_error(no_broker: 
     monkeypatch.setenv("DARKROOM_ORCHESTRATION__SMTP_USERNAME", "mailer")
     line = _one_line_error(CliRunner().invoke(main, ["worker", "invite-sender"]))
     assert "DARKROOM_ORCHESTRATION__SMTP_PASSWORD" in line
+
+
+def test_a_nested_setting_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DARKROOM_KAFKA__EXTRA", "{not json")
+    line = _one_line_error(CliRunner().invoke(main, ["topics", "ensure"]))
+    assert "kafka" in line and "JSON" in line
