@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every stage: the command picks the stage (`darkroom worker resize`, ...).
+# Nothing of bench/ goes in: the benchmark harness is a development tool (.dockerignore keeps it out).
 # libvips comes inside the pyvips-binary wheel, so the runtime needs no system packages at all.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
@@ -18,7 +19,6 @@ COPY storage ./storage
 COPY stages ./stages
 COPY orchestration ./orchestration
 COPY operations ./operations
-COPY bench ./bench
 COPY web ./web
 RUN /opt/darkroom/bin/pip install --no-cache-dir .
 
@@ -38,6 +38,7 @@ ENV PATH=/opt/darkroom/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     MALLOC_ARENA_MAX=2 \
     DARKROOM_LOG_LEVEL=INFO \
+    DARKROOM_TOPICS__MANAGE=false \
     DARKROOM_WORKER__HTTP_HOST=0.0.0.0 \
     DARKROOM_WORKER__HTTP_PORT=8080
 WORKDIR /home/darkroom

@@ -57,15 +57,18 @@ def fleet_env(settings: Settings, data_dir: Path, pipeline_file: Path) -> dict[s
     The connection settings are written out explicitly, so a `Settings` built in code (tests) and
     not from the environment still reaches the workers.
     """
+    keys = {} if settings.storage.access_key is None or settings.storage.secret_key is None else {
+        "DARKROOM_STORAGE__ACCESS_KEY": settings.storage.access_key,
+        "DARKROOM_STORAGE__SECRET_KEY": settings.storage.secret_key.get_secret_value(),
+    }
     return {
         **os.environ,
+        **keys,
         "DARKROOM_DEV__DATA_DIR": str(data_dir),
         "DARKROOM_PIPELINE_FILE": str(pipeline_file.resolve()),
         "DARKROOM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
         "DARKROOM_STORAGE__ENDPOINT_URL": settings.storage.endpoint_url,
         "DARKROOM_STORAGE__BUCKET": settings.storage.bucket,
-        "DARKROOM_STORAGE__ACCESS_KEY": settings.storage.access_key,
-        "DARKROOM_STORAGE__SECRET_KEY": settings.storage.secret_key.get_secret_value(),
         "DARKROOM_STORAGE__CLIENT": settings.storage.client,
         "DARKROOM_WORKER__THREADS": str(settings.worker.threads),
         "DARKROOM_IMAGING__VIPS_CONCURRENCY": str(settings.imaging.vips_concurrency),

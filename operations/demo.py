@@ -21,11 +21,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from operations.devstack import DevStack, StackError
+from operations.devstack import DevStack, StackError, client_env
 from operations.samples import write_samples
-from orchestration.commands import mail_dir, open_db, publish_event
+from orchestration.commands import open_db, publish_event
 from orchestration.gallery import GalleryPhoto, gallery_photos
 from orchestration.gallery_links import gallery_url
+from orchestration.mailbox import Mailbox
 from pipeline.contracts.events import (
     FILE_PROCESSED,
     GALLERY_UPDATED,
@@ -97,7 +98,12 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     it is unset and the file exists.
     """
     console = Console(stderr=True)
-    env = os.environ.copy()
+    # The dev stack's keys, unless the caller brought their own (the demo runs against the dev stack).
+    dev_env = {k: v for k, v in client_env(settings).items() if k not in os.environ}
+    env = {**os.environ, **dev_env}
+    if "DARKROOM_STORAGE__ACCESS_KEY" in dev_env and settings.storage.access_key is None:
+        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={
+            "access_key": settings.dev.s3_access_key, "secret_key": settings.dev.s3_secret_key})})
     if settings.pipeline_file is None and STUDIO_PIPELINE.exists():
         env["DARKROOM_PIPELINE_FILE"] = str(STUDIO_PIPELINE.resolve())
         settings = settings.model_copy(update={"pipeline_file": STUDIO_PIPELINE.resolve()})
@@ -144,7 +150,7 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
         # Completing the shoot sends the client the pending gallery notification now, not at the interval.
         publish_event(settings, ShootCompleted(shoot_id=shoot_id, photo_count=len(uploaded)),
                       deterministic_id("shoot.completed", shoot_id))
-        _await_mail(console, mail_dir(settings), title, deadline)
+        _await_mail(console, Mailbox.of(settings), title, deadline)
     finally:
         _stop_fleet(fleet)
         for watcher in watchers.values():
@@ -183,16 +189,15 @@ def _await_invite(console: Console, invites: TopicWatcher, shoot_id: str, deadli
     return None
 
 
-def _await_mail(console: Console, folder: Path, title: str, deadline: float) -> None:
-    """Wait for the gallery notification mail in the dev SMTP sink (a folder of .eml files: polled)."""
+def _await_mail(console: Console, mailbox: Mailbox, title: str, deadline: float) -> None:
+    """Wait for the gallery notification mail in Mailpit (its API: polled)."""
     while time.monotonic() < deadline:
-        for path in folder.glob("*.eml") if folder.exists() else []:
-            text = path.read_text(errors="replace")
+        for mail in mailbox.messages(200):
+            text = mailbox.text(mail.id)
             if title in text and "new photo" in text:
-                subject = next((line for line in text.splitlines() if line.startswith("Subject:")), "")
-                console.print(f"  [magenta]mail[/magenta] {subject}")
+                console.print(f"  [magenta]mail[/magenta] {mail.subject} (web UI: {mailbox.base_url})")
                 return
-        time.sleep(0.3)
+        time.sleep(0.5)
     console.print("[yellow]no gallery notification mail yet[/yellow]: see the notifier log")
 
 

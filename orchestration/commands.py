@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from email import policy
-from email.parser import BytesParser
 from pathlib import Path
 
 import click
@@ -17,6 +15,7 @@ from rich.table import Table
 from orchestration.db import Database, db_path
 from orchestration.gallery import gallery_photos
 from orchestration.ids import event_id
+from orchestration.mailbox import Mailbox, MailboxUnavailable
 from orchestration.rebuild import TABLES, rebuild
 from pipeline.contracts.events import (
     CaptureFacts,
@@ -32,6 +31,7 @@ from pipeline.errors import PermanentError, TransientError
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from storage import StorageError, open_store, original_key
 
 
@@ -39,7 +39,7 @@ def publish_event(settings: Settings, payload: BaseModel, event_id: str, correla
     """Publish one event and wait for the broker; returns the event id."""
     envelope, message = event_message(payload, event_id=event_id, producer=settings.producer_name,
                                       correlation_id=correlation_id)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s, TopicNames(settings.topics.prefix))
     try:
         publisher.publish_all([message])
     except (KafkaException, TransientError, PermanentError) as exc:
@@ -235,22 +235,22 @@ def rebuild_command(settings: Settings, name: str, into: Path | None) -> None:
 
 @click.group("mail")
 def mail_group() -> None:
-    """Mail received by the dev stack's SMTP sink."""
+    """Mail delivered to Mailpit (the dev stack's mail server, or DARKROOM_ORCHESTRATION__MAIL_API_URL)."""
 
 
 @mail_group.command("list")
+@click.option("--limit", default=200, show_default=True, help="The latest N deliveries.")
 @click.pass_obj
-def mail_list(settings: Settings) -> None:
-    """Show the mails in the sink: date, recipient, subject, Message-ID."""
-    table = Table(title="mail")
+def mail_list(settings: Settings, limit: int) -> None:
+    """Show delivered mails, oldest first: date, recipient, subject, Message-ID (read from Mailpit's API)."""
+    try:
+        mailbox = Mailbox.of(settings)
+        mails = mailbox.messages(limit)
+    except MailboxUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    table = Table(title=f"mail (web UI: {mailbox.base_url})")
     for column in ("date", "to", "subject", "message-id"):
         table.add_column(column)
-    for path in sorted(mail_dir(settings).glob("*.eml"), key=lambda p: p.stat().st_mtime):
-        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-        table.add_row(str(msg["Date"]), str(msg["To"]), str(msg["Subject"]), str(msg["Message-ID"]))
+    for mail in mails:
+        table.add_row(mail.created, ", ".join(mail.to), mail.subject, mail.message_id)
     Console(width=200).print(table)
-
-
-def mail_dir(settings: Settings) -> Path:
-    """Where the dev SMTP sink stores mails."""
-    return settings.dev.data_dir.expanduser().resolve() / "mail"

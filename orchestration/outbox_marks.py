@@ -31,6 +31,7 @@ from pipeline.contracts.topics import OUTBOX_MARKS, SHOOTS
 from pipeline.errors import TransientError
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def parse_mark(value: bytes | None) -> int | None:
 
 def read_mark(settings: Settings, ident: str, timeout_s: float) -> int | None:
     """The last committed mark of relay `ident`, or None if it never wrote one (see the module docstring)."""
-    tp = TopicPartition(OUTBOX_MARKS, MARK_PARTITION)
+    topic = TopicNames(settings.topics.prefix)(OUTBOX_MARKS)
+    tp = TopicPartition(topic, MARK_PARTITION)
     base = consumer_config(settings, ident)
     deadline = time.monotonic() + timeout_s
     probe = Consumer({**base, "isolation.level": "read_uncommitted"})
@@ -73,7 +75,7 @@ def read_mark(settings: Settings, ident: str, timeout_s: float) -> int | None:
     mark: int | None = None
     reader = Consumer(base)
     try:
-        reader.assign([TopicPartition(OUTBOX_MARKS, MARK_PARTITION, OFFSET_BEGINNING)])
+        reader.assign([TopicPartition(topic, MARK_PARTITION, OFFSET_BEGINNING)])
         while True:
             for msg in reader.consume(500, timeout=0.2):
                 err = msg.error()
@@ -91,7 +93,7 @@ def read_mark(settings: Settings, ident: str, timeout_s: float) -> int | None:
             if time.monotonic() > deadline:
                 raise TransientError(
                     f"{ident}: outbox mark not read back within {timeout_s:g}s (at offset {position.offset} of {end} "
-                    f"in {OUTBOX_MARKS}): is the broker up, or is another relay's transaction stuck open?"
+                    f"in {topic}): is the broker up, or is another relay's transaction stuck open?"
                 )
     finally:
         close_quietly(reader, 5.0)
@@ -107,7 +109,8 @@ def read_legacy_mark(settings: Settings, ident: str, timeout_s: float) -> int:
     try:
         while True:
             try:
-                [committed] = consumer.committed([TopicPartition(*LEGACY_MARK_PARTITION)],
+                legacy = TopicPartition(TopicNames(settings.topics.prefix)(LEGACY_MARK_PARTITION[0]), LEGACY_MARK_PARTITION[1])
+                [committed] = consumer.committed([legacy],
                                                  timeout=max(1.0, deadline - time.monotonic()))
                 return max(committed.offset, 0)
             except KafkaException as exc:

@@ -25,6 +25,7 @@ from pipeline.contracts.events import default_registry
 from pipeline.errors import InvalidEvent
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def replay(name: str, settings: Settings, into: Path, timeout_s: float = 30.0) -
     applied = 0
     try:
         assignment, ends = [], {}
-        for topic in stage.topics:
+        for topic in map(TopicNames(settings.topics.prefix), stage.topics):
             for p in consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
                 if high > low:

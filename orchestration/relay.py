@@ -48,6 +48,7 @@ from pipeline.kafka_config import producer_config
 from pipeline.progress import Heartbeat, Progress, unwatched
 from pipeline.retry import Backoff
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 if TYPE_CHECKING:
     from orchestration.consumer import OrchestrationStage
@@ -75,6 +76,7 @@ class TransactionalOutbox:
         self.ident = ident
         self._stage = stage
         self._producer: Producer | None = None
+        self._names = TopicNames(settings.topics.prefix)  # outbox rows hold logical topic names
         self.mark = 0
 
     def _open(self) -> Producer:
@@ -107,9 +109,9 @@ class TransactionalOutbox:
             producer.begin_transaction()
             for row in rows:
                 headers = [(k, v.encode("latin-1")) for k, v in json.loads(row["headers"])]
-                self._produce(producer, row["topic"], row["key"], row["value"], headers)
+                self._produce(producer, self._names(row["topic"]), row["key"], row["value"], headers)
             key, value = mark_record(self.ident, new_mark)
-            self._produce(producer, OUTBOX_MARKS, key, value, [], partition=MARK_PARTITION)
+            self._produce(producer, self._names(OUTBOX_MARKS), key, value, [], partition=MARK_PARTITION)
             maybe_hang("relay.commit", self._stage)
             producer.commit_transaction(_TXN_TIMEOUT_S)
         except KafkaException as exc:
@@ -170,7 +172,8 @@ class OutboxRelay:
         self.stage = stage
         self.db = db
         self.settings = settings
-        self.kafka = TransactionalOutbox(settings, relay_id(stage.name, db), stage.name)
+        # Prefixed like topics and groups (DARKROOM_TOPICS__PREFIX), so one prefixed ACL covers it.
+        self.kafka = TransactionalOutbox(settings, settings.topics.prefix + relay_id(stage.name, db), stage.name)
         self._beat: Heartbeat = unwatched()
         self._wake = threading.Event()
         self._stopping = threading.Event()

@@ -8,6 +8,7 @@ from orchestration.db import Database, db_path
 from orchestration.gallery import GalleryStage
 from orchestration.invite_sender import InviteSenderStage
 from orchestration.invites import InvitesStage
+from orchestration.mail import check_mail_settings
 from orchestration.notifier import NotifierStage
 from orchestration.relay import OutboxRelay
 from orchestration.users import UsersStage
@@ -40,10 +41,12 @@ def build_invites(settings: Settings) -> OrchestrationStage:
 
 
 def build_invite_sender(settings: Settings) -> OrchestrationStage:
+    check_mail_settings(settings)
     return _running(InviteSenderStage(default_registry(), Database(db_path(settings)), settings), settings)
 
 
 def build_notifier(settings: Settings) -> OrchestrationStage:
+    check_mail_settings(settings)
     return _running(NotifierStage(default_registry(), Database(db_path(settings)), settings), settings)
 
 

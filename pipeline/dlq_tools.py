@@ -44,7 +44,7 @@ from pipeline.envelope import headers_dict
 from pipeline.kafka_config import consumer_config, producer_config
 from pipeline.preflight import check_kafka
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTER_QUEUE
+from pipeline.topics import DEAD_LETTER_QUEUE, TopicNames
 
 H_MARKER = "dlq.marker"
 H_REDRIVEN_ID = "dlq.redriven.id"
@@ -101,16 +101,17 @@ def read_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
     at read_committed so markers of an aborted redrive do not count.
     """
     config = {**consumer_config(settings, f"darkroom.dlq-tools.{uuid.uuid4().hex}"), "enable.partition.eof": True}
+    dlq = TopicNames(settings.topics.prefix)(DEAD_LETTER_QUEUE)
     consumer = Consumer(config)
     try:
-        meta = consumer.list_topics(DEAD_LETTER_QUEUE, timeout=timeout_s).topics[DEAD_LETTER_QUEUE]
+        meta = consumer.list_topics(dlq, timeout=timeout_s).topics[dlq]
         if meta.error is not None:
             raise KafkaException(meta.error)
         assignment, pending = [], set()
         for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(DEAD_LETTER_QUEUE, p), timeout=timeout_s)
+            low, high = consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=timeout_s)
             if high > low:
-                assignment.append(TopicPartition(DEAD_LETTER_QUEUE, p, low))
+                assignment.append(TopicPartition(dlq, p, low))
                 pending.add(p)
         consumer.assign(assignment)
         letters: dict[str, Letter] = {}
@@ -118,7 +119,7 @@ def read_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{DEAD_LETTER_QUEUE}: not read to the end within {timeout_s:.0f} s")
+                raise TimeoutError(f"{dlq}: not read to the end within {timeout_s:.0f} s")
             for msg in consumer.consume(500, timeout=0.5):
                 err = msg.error()
                 if err is not None:
@@ -196,7 +197,7 @@ def redrive(settings: Settings, letters: list[Letter], timeout_s: float = 30.0) 
         raise ValueError(f"no dlq.topic header, cannot tell where to redrive: {', '.join(broken)}")
     if not letters:
         return []
-    producer = Producer({**producer_config(settings), "transactional.id": TRANSACTIONAL_ID})
+    producer = Producer({**producer_config(settings), "transactional.id": settings.topics.prefix + TRANSACTIONAL_ID})
     delivered: dict[str, tuple[str, int, int]] = {}
     errors: list[str] = []
 
@@ -219,7 +220,7 @@ def redrive(settings: Settings, letters: list[Letter], timeout_s: float = 30.0) 
                              on_delivery=on_delivery(x.id))
             marker = [(H_MARKER, MARKER_REDRIVEN), (H_REDRIVEN_ID, x.id.encode()), (H_REDRIVEN_AT, now), (H_REDRIVEN_BY, by)]
             # Same partition as the letter: a reader meets the marker after the letter it marks.
-            producer.produce(DEAD_LETTER_QUEUE, value=None, key=d.key, partition=x.partition, headers=marker)
+            producer.produce(TopicNames(settings.topics.prefix)(DEAD_LETTER_QUEUE), value=None, key=d.key, partition=x.partition, headers=marker)
         if producer.flush(timeout_s) or errors:
             raise KafkaException(KafkaError(KafkaError._FAIL, "; ".join(errors) or "not all messages were delivered"))
         producer.commit_transaction(timeout_s)

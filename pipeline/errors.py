@@ -33,3 +33,10 @@ def default_classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, TransientError | ConnectionError | TimeoutError):
         return ErrorKind.TRANSIENT
     return ErrorKind.PERMANENT
+
+
+class ConfigError(ValueError):
+    """A setting or the pipeline file is wrong; the message names it. Raised before any connection.
+
+    The CLI prints it as one line and exits 2 (no traceback): nothing a retry or restart could fix.
+    """

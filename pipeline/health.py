@@ -51,9 +51,11 @@ class HealthChecks:
 
     def __init__(
         self, checks: Mapping[str, Check], timeout_s: float = 2.0, cache_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, failures_before_unready: int = 1,
     ) -> None:
         self.checks = dict(checks)
+        self._failures_before_unready = failures_before_unready
+        self._failures: dict[str, int] = {}  # consecutive failed runs per check
         self._timeout_s = timeout_s
         self._cache_s = cache_s
         self._clock = clock
@@ -81,6 +83,17 @@ class HealthChecks:
     def run_all(self) -> dict[str, CheckResult]:
         return {name: self.run(name) for name in self.checks}
 
+    def unready_reasons(self) -> list[str]:
+        """Run every check; the failures that lasted `failures_before_unready` runs in a row (readiness).
+
+        A single failed probe (one slow S3 answer) leaves readiness alone: flipping every worker out
+        of service at once for a blip would turn a hiccup into an outage.
+        """
+        results = self.run_all()
+        with self._lock:
+            return [r.detail for name, r in results.items()
+                    if not r.ok and self._failures.get(name, 1) >= self._failures_before_unready]
+
     def _timed(self, name: str, check: Check) -> CheckResult:
         started = self._clock()
         try:
@@ -91,6 +104,7 @@ class HealthChecks:
         with self._lock:
             self._cached[name] = (self._clock(), result)
             self._running.pop(name, None)
+            self._failures[name] = 0 if result.ok else self._failures.get(name, 0) + 1
         return result
 
     def close(self) -> None:
@@ -167,8 +181,7 @@ class HealthServer:
         if path == "/health/ready":
             reason = self._ready()
             if reason is None:
-                failed = [r.detail for r in self.checks.run_all().values() if not r.ok]
-                reason = "; ".join(failed) or None
+                reason = "; ".join(self.checks.unready_reasons()) or None
             return _probe_answer("ready", reason)
         if path.startswith("/health/"):
             name = path.removeprefix("/health/")

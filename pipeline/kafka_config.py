@@ -8,8 +8,11 @@ returned by these functions (use :func:`redacted` for that).
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 
+from pipeline.errors import ConfigError
 from pipeline.kafka_logs import client_callbacks
 from pipeline.settings import KafkaSettings, Settings
 
@@ -19,7 +22,7 @@ Config = dict[str, str | int | bool]
 SECRET_PROPERTIES = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"})
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(ConfigError):
     """The Kafka security settings are incomplete or contradictory (raised before any connection)."""
 
 
@@ -31,7 +34,9 @@ def security_config(kafka: KafkaSettings) -> Config:
     """
     protocol = kafka.security_protocol
     config: Config = {"security.protocol": protocol}
-    if protocol.startswith("SASL_"):
+    if protocol.startswith("SASL_") and kafka.sasl_mechanism == "OAUTHBEARER":
+        config.update(_oauthbearer(kafka))
+    elif protocol.startswith("SASL_"):
         if not kafka.sasl_username or kafka.sasl_password is None:
             raise KafkaConfigError(
                 f"DARKROOM_KAFKA__SECURITY_PROTOCOL={protocol} needs DARKROOM_KAFKA__SASL_USERNAME and "
@@ -56,10 +61,40 @@ def security_config(kafka: KafkaSettings) -> Config:
 RECONNECT_BACKOFF = {"reconnect.backoff.ms": 1000, "reconnect.backoff.max.ms": 5000}
 
 
-def _common(settings: Settings, role: str) -> Config:
+def _oauthbearer(kafka: KafkaSettings) -> Config:
+    """OAUTHBEARER through OIDC client credentials: librdkafka fetches and refreshes the token (KIP-768)."""
+    missing = [var for var, value in (("DARKROOM_KAFKA__OAUTH_TOKEN_ENDPOINT_URL", kafka.oauth_token_endpoint_url),
+                                      ("DARKROOM_KAFKA__OAUTH_CLIENT_ID", kafka.oauth_client_id),
+                                      ("DARKROOM_KAFKA__OAUTH_CLIENT_SECRET", kafka.oauth_client_secret)) if not value]
+    if missing:
+        raise KafkaConfigError(f"DARKROOM_KAFKA__SASL_MECHANISM=OAUTHBEARER needs {', '.join(missing)}")
+    assert kafka.oauth_client_secret is not None and kafka.oauth_client_id and kafka.oauth_token_endpoint_url
+    config: Config = {
+        "sasl.mechanism": "OAUTHBEARER",
+        "sasl.oauthbearer.method": "oidc",
+        "sasl.oauthbearer.token.endpoint.url": kafka.oauth_token_endpoint_url,
+        "sasl.oauthbearer.client.id": kafka.oauth_client_id,
+        "sasl.oauthbearer.client.secret": kafka.oauth_client_secret.get_secret_value(),
+    }
+    if kafka.oauth_scope:
+        config["sasl.oauthbearer.scope"] = kafka.oauth_scope
+    if kafka.oauth_extensions:
+        config["sasl.oauthbearer.extensions"] = kafka.oauth_extensions
+    return config
+
+
+def client_id(settings: Settings, stage: str) -> str:
+    """`client.id` of a worker's clients: the stage and the worker (host name, which is the pod's, and pid).
+
+    Broker logs, quotas and metrics then tell stages and workers apart.
+    """
+    return f"{settings.kafka.client_id}.{stage}.{socket.gethostname()}.{os.getpid()}"
+
+
+def _common(settings: Settings, role: str, client: str | None = None) -> Config:
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
-        "client.id": settings.kafka.client_id,
+        "client.id": client or settings.kafka.client_id,
         **RECONNECT_BACKOFF,
         **client_callbacks(role),  # type: ignore[dict-item]  # callables, for librdkafka's logger and error_cb
         **security_config(settings.kafka),
@@ -72,10 +107,10 @@ def admin_config(settings: Settings) -> Config:
     return _common(settings, "admin")
 
 
-def producer_config(settings: Settings) -> Config:
+def producer_config(settings: Settings, client: str | None = None) -> Config:
     """Idempotent, acks=all: an acknowledged event is durable and never duplicated by producer retries."""
     return {
-        **_common(settings, "producer"),
+        **_common(settings, "producer", client),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -85,10 +120,10 @@ def producer_config(settings: Settings) -> Config:
     }
 
 
-def consumer_config(settings: Settings, group_id: str) -> Config:
+def consumer_config(settings: Settings, group_id: str, client: str | None = None) -> Config:
     """Manual offsets (we commit what is finished, never what is merely received), cooperative rebalancing."""
     return {
-        **_common(settings, f"consumer {group_id}"),
+        **_common(settings, f"consumer {group_id}", client),
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -9,7 +9,9 @@ What is measured (Prometheus names; every series carries `stage`):
 - `darkroom_processing_duration_seconds{event_type,outcome}`: histogram of one processing attempt;
 - `darkroom_consumer_lag{topic,partition}`: messages behind the end, per assigned partition (librdkafka
   statistics, refreshed every `DARKROOM_TELEMETRY__STATS_INTERVAL_MS`);
-- `darkroom_in_flight`: events received and not yet finished.
+- `darkroom_in_flight`: events received and not yet finished;
+- `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`… (prometheus_client's
+  process collector, read from /proc at scrape time): the worker's memory and CPU.
 
 Counters are recorded on the runner's polling thread; the OTel SDK aggregates them in memory and the
 Prometheus exporter renders them only when scraped, so the hot path pays a few microseconds per event.
@@ -26,7 +28,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class StageMetrics:
         # A registry of our own (not prometheus_client's global one), so tests can build many.
         self.registry = registry if registry is not None else CollectorRegistry()
         reader = PrometheusMetricReader(registry=self.registry, scope_info_enabled=False)
+        # Memory and CPU of this process under the names every Prometheus dashboard knows.
+        ProcessCollector(registry=self.registry)
         self._provider = MeterProvider(
             metric_readers=[reader], resource=Resource.create({"service.name": f"{service_name}-{stage}"})
         )

@@ -20,7 +20,7 @@ import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from pipeline.kafka_config import KafkaConfigError, admin_config
+from pipeline.kafka_config import admin_config
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,7 @@ def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
     under a second), unreachable brokers after ``timeout_s``.
     """
     kafka = settings.kafka
-    try:
-        base = admin_config(settings)
-    except KafkaConfigError as exc:
-        raise PreflightError(str(exc)) from exc
+    base = admin_config(settings)  # KafkaConfigError (a ConfigError) before any connection
     errors: list[KafkaError] = []
     admin = AdminClient({**base, "error_cb": errors.append, "logger": _client_log})
     deadline = time.monotonic() + timeout_s
@@ -71,6 +68,12 @@ def _explain(settings: Settings, errors: list[KafkaError]) -> str | None:
     """A message for the first error no retry will fix, or None while waiting may still help."""
     kafka = settings.kafka
     for err in errors:
+        if err.code() == KafkaError._AUTHENTICATION and kafka.sasl_mechanism == "OAUTHBEARER":
+            return (
+                f"Kafka OAUTHBEARER authentication failed at {kafka.bootstrap_servers} for client "
+                f"{kafka.oauth_client_id!r}: {err.str()}. Check DARKROOM_KAFKA__OAUTH_TOKEN_ENDPOINT_URL, "
+                "DARKROOM_KAFKA__OAUTH_CLIENT_ID, DARKROOM_KAFKA__OAUTH_CLIENT_SECRET and DARKROOM_KAFKA__OAUTH_SCOPE."
+            )
         if err.code() == KafkaError._AUTHENTICATION:
             return (
                 f"Kafka authentication failed at {kafka.bootstrap_servers} for user {kafka.sasl_username!r} "

@@ -8,10 +8,13 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from pipeline.envelope import Envelope, envelope_headers
 from pipeline.errors import PermanentError, TransientError
 from pipeline.progress import Heartbeat, unwatched
+from pipeline.topics import TopicNames
+from pipeline.tracing import context_from_headers, headers_with_span
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,17 @@ class Publisher:
     messages wait and no report comes (pipeline/progress.py).
     """
 
-    def __init__(self, config: Mapping[str, object], delivery_timeout_s: float = 30.0,
-                 heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self, config: Mapping[str, object], delivery_timeout_s: float = 30.0, names: TopicNames | None = None,
+        tracer: Tracer | None = None, heartbeat: Heartbeat | None = None,
+    ) -> None:
         self._producer = Producer(dict(config))
+        # With a tracer, each message gets a `send {topic}` span (the messaging conventions' producer
+        # span), child of the context its headers carry; the span's context replaces it in the headers.
+        self._tracer = tracer
+        self._client_id = str(config.get("client.id", ""))
+        # Messages name logical topics (`files`); the cluster's names carry the deployment's prefix.
+        self._names = names or TopicNames()
         self._timeout_s = delivery_timeout_s
         self._beat = heartbeat if heartbeat is not None else unwatched("publisher")
         self._outstanding = 0
@@ -71,8 +82,16 @@ class Publisher:
         classified: DeliveryFailed (transient) or PermanentError (see `delivery_error`).
         """
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        topic = self._names(message.topic)
+        headers = message.headers
+        span = self._send_span(topic, message) if self._tracer is not None else None
+        if span is not None:
+            headers = headers_with_span(list(headers or []), span)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
             self._reported()
+            if span is not None:
+                _end_send_span(span, err, msg)
             on_done(None if err is None else delivery_error(KafkaException(err)))
 
         with self._outstanding_lock:
@@ -81,7 +100,7 @@ class Publisher:
         while True:
             try:
                 self._producer.produce(
-                    message.topic, value=message.value, key=message.key, headers=message.headers, on_delivery=on_delivery
+                    topic, value=message.value, key=message.key, headers=headers, on_delivery=on_delivery
                 )
                 return
             except BufferError:
@@ -89,8 +108,28 @@ class Publisher:
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 self._reported()
+                if span is not None:
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    span.end()
                 on_done(delivery_error(exc))
                 return
+
+    def _send_span(self, topic: str, message: Outgoing) -> Span:
+        assert self._tracer is not None
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "send",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.message.body.size": len(message.value or b""),
+        }
+        if message.key is not None:
+            attributes["messaging.kafka.message.key"] = message.key.decode(errors="replace")
+        if self._client_id:
+            attributes["messaging.client.id"] = self._client_id
+        return self._tracer.start_span(
+            f"send {topic}", context=context_from_headers(message.headers), kind=SpanKind.PRODUCER, attributes=attributes,
+        )
 
     def _reported(self) -> None:
         """A delivery report came (or never will): progress for liveness."""
@@ -133,6 +172,17 @@ class Publisher:
         self.flush(timeout_s)
         self._closed.set()
         self._poller.join(timeout=1.0)
+
+
+def _end_send_span(span: Span, err: KafkaError | None, msg: Message) -> None:
+    """Ends a producer span on the broker's answer: where the message landed, or the error."""
+    if err is None:
+        span.set_attribute("messaging.destination.partition.id", str(msg.partition()))
+        span.set_attribute("messaging.kafka.offset", msg.offset())
+    else:
+        span.set_status(Status(StatusCode.ERROR, err.str()))
+        span.set_attribute("error.type", err.name())
+    span.end()
 
 
 def delivery_error(exc: KafkaException) -> Exception:

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from pipeline.kafka_config import admin_config
 from pipeline.preflight import check_kafka
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def plan(admin: AdminClient, group: str, topic: str, target: ReplayTarget,
     low = _offsets(admin, topic, chosen, OffsetSpec.earliest(), timeout_s)
     # The last stable offset: a replay "to latest" must not skip past an open transaction.
     high = _offsets(admin, topic, chosen, OffsetSpec.latest(), timeout_s)
-    committed = _committed(admin, group, topic, chosen, timeout_s)
+    committed = committed_offsets(admin, group, topic, chosen, timeout_s)
     at: dict[int, int] = {}
     if target.kind == "timestamp":
         at = _offsets(admin, topic, chosen, OffsetSpec.for_timestamp(target.value), timeout_s)
@@ -166,7 +167,7 @@ def _offsets(admin: AdminClient, topic: str, partitions: list[int], spec: Offset
     return {tp.partition: fut.result().offset for tp, fut in futures.items()}
 
 
-def _committed(admin: AdminClient, group: str, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
+def committed_offsets(admin: AdminClient, group: str, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
     result = admin.list_consumer_group_offsets([request], request_timeout=timeout_s)[group].result()
     return {tp.partition: tp.offset for tp in result.topic_partitions}
@@ -182,20 +183,31 @@ def _committed(admin: AdminClient, group: str, topic: str, partitions: list[int]
 @click.option("--to-latest", "latest", is_flag=True, help="To the end: skip everything not yet processed.")
 @click.option("--to-offset", "offset", type=int, default=None, help="From this offset on every partition (clamped).")
 @click.option("--to-timestamp", "timestamp", default=None, help="From the first event at/after this ISO time (with zone).")
+@click.option("--to-datetime", "datetime_", default=None,
+              help="As Kafka's reset tool: YYYY-MM-DDTHH:mm:SS[.sss][zone]; without a zone, UTC.")
 @click.option("--partition", "partitions", type=int, multiple=True, help="Only these partitions (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Show the plan, change nothing.")
+@click.option("--execute", is_flag=True, help="Move the offsets; without it only the plan is shown (as Kafka's tool).")
+@click.option("--dry-run", is_flag=True, hidden=True, help="The default; kept so older scripts still work.")
 @click.pass_obj
 def replay_command(settings: Settings, group: str, topic: str, earliest: bool, latest: bool, offset: int | None,
-                   timestamp: str | None, partitions: tuple[int, ...], dry_run: bool) -> None:
-    """Move a STOPPED consumer group so its stage reprocesses TOPIC (or skips ahead).
+                   timestamp: str | None, datetime_: str | None, partitions: tuple[int, ...], execute: bool,
+                   dry_run: bool) -> None:
+    """Show how a STOPPED consumer group would move to reprocess TOPIC (or skip ahead); move it with --execute.
 
     Refuses while the group has live members. Outputs are idempotent, so reprocessing overwrites
     renditions and re-publishes the same event ids.
     """
+    if execute and dry_run:
+        raise click.UsageError("--execute and --dry-run contradict each other; give one")
     chosen = [name for name, on in (("--to-earliest", earliest), ("--to-latest", latest),
-                                    ("--to-offset", offset is not None), ("--to-timestamp", timestamp is not None)) if on]
+                                    ("--to-offset", offset is not None), ("--to-timestamp", timestamp is not None),
+                                    ("--to-datetime", datetime_ is not None)) if on]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --to-earliest, --to-latest, --to-offset N, --to-timestamp ISO")
+        raise click.UsageError(
+            "give exactly one of --to-earliest, --to-latest, --to-offset N, --to-timestamp ISO, --to-datetime ISO"
+        )
+    if datetime_ is not None:
+        timestamp = datetime_ if _has_zone(datetime_) else f"{datetime_}+00:00"
     try:
         if earliest:
             target = ReplayTarget("earliest")
@@ -206,17 +218,18 @@ def replay_command(settings: Settings, group: str, topic: str, earliest: bool, l
         else:
             target = ReplayTarget.at_time(timestamp or "")
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--to-timestamp") from exc
+        raise click.BadParameter(str(exc), param_hint=chosen[0]) from exc
     check_kafka(settings)
     admin = AdminClient(admin_config(settings))
+    topic = TopicNames(settings.topics.prefix)(topic)  # logical name in (files), the cluster's name moved
     try:
         members = live_members(admin, group)
         if members:
             raise ReplayRefused(refusal_message(group, members))
         moves = plan(admin, group, topic, target, list(partitions) or None)
         _print_plan(group, topic, target, moves)
-        if dry_run:
-            click.echo("dry run: nothing changed", err=True)
+        if not execute:
+            click.echo("dry run: nothing changed; run again with --execute to move the offsets", err=True)
             return
         apply(admin, group, topic, moves)
     except ReplayRefused as exc:
@@ -225,6 +238,13 @@ def replay_command(settings: Settings, group: str, topic: str, earliest: bool, l
         raise click.ClickException(f"Kafka at {settings.kafka.bootstrap_servers} failed: {exc}") from exc
     total = sum(m.to_reprocess for m in moves)
     click.echo(f"moved {group} on {topic} to {target.describe()}: {total} event(s) ahead of the group", err=True)
+
+
+def _has_zone(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return True  # let ReplayTarget.at_time report the format
 
 
 def _print_plan(group: str, topic: str, target: ReplayTarget, moves: list[OffsetMove]) -> None:

@@ -51,6 +51,7 @@ from pipeline.retry_schedule import RetrySchedule
 from pipeline.settings import WorkerSettings
 from pipeline.spans import AttemptSpans
 from pipeline.stage import Received, Stage
+from pipeline.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,13 @@ class StageRunner:
         observer: RunnerObserver | None = None,
         tracer: Tracer | None = None,
         progress: Progress | None = None,
+        names: TopicNames | None = None,
+        group: str | None = None,
     ) -> None:
         self.stage = stage
+        self._names = names or TopicNames()
         self._observer: RunnerObserver = observer if observer is not None else _NoObserver()
-        self._spans = AttemptSpans(tracer, stage.name)
+        self._spans = AttemptSpans(tracer, stage.name, group or f"darkroom.{stage.name}")
         self._consumer = consumer
         self._publisher = publisher
         self._settings = settings
@@ -185,7 +189,8 @@ class StageRunner:
         self.stage.start()
         self._loop_beat.busy()
         self._consumer.subscribe(
-            list(self.stage.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [self._names(t) for t in self.stage.topics],
+            on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
         )
         try:
             while not self._stopping.is_set():
@@ -210,6 +215,11 @@ class StageRunner:
     def stopping(self) -> bool:
         """True once `stop()` was called: the runner is draining and takes no new work."""
         return self._stopping.is_set()
+
+    @property
+    def assigned_partitions(self) -> int:
+        """Partitions this worker owns now (0 before the first assignment and after losing them all)."""
+        return len(self._partitions)
 
     @property
     def in_flight(self) -> int:

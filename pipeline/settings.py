@@ -19,9 +19,16 @@ class KafkaSettings(BaseModel):
 
     bootstrap_servers: str = "127.0.0.1:19092"
     client_id: str = "darkroom"
-    # Production connections (see pipeline/kafka_config.py): SASL_SSL with SCRAM and a private CA.
+    # Production connections (see pipeline/kafka_config.py): SASL_SSL with SCRAM or OAUTHBEARER, a private CA.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"] = "SCRAM-SHA-512"
+    # OAUTHBEARER with OIDC (client credentials): librdkafka fetches and refreshes the token itself.
+    oauth_token_endpoint_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_scope: str | None = None
+    # SASL extensions some clusters need, e.g. "logicalCluster=lkc-abc,identityPoolId=pool-xyz" (Confluent Cloud).
+    oauth_extensions: str | None = None
     sasl_username: str | None = None
     # SecretStr: repr/str/logging show '**********'; only kafka_config reads the value.
     sasl_password: SecretStr | None = None
@@ -31,12 +38,33 @@ class KafkaSettings(BaseModel):
     extra: dict[str, str] = Field(default_factory=dict)
 
 
+class TopicSettings(BaseModel):
+    """How the topics are named and created (see `darkroom topics ensure` and README, "Production")."""
+
+    # Put before every topic name, e.g. "studio-prod." -> "studio-prod.files": two deployments share
+    # a cluster, and prefixed ACLs (CreateTopics/Read/Write on `studio-prod.*`) can be used.
+    prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    # Replicas of a created topic; -1 = the broker's default.replication.factor.
+    replication_factor: int = Field(default=-1, ge=-1)
+    # min.insync.replicas of a created topic; unset = the broker's default.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    # Partitions of a created topic (never shrunk).
+    partitions: int = Field(default=6, ge=1)
+    # Workers create missing topics and grow partitions at start-up only when true (the dev stack and
+    # fleet set it); on a real cluster topics are the operator's: `darkroom topics ensure --apply`.
+    manage: bool = False
+
+
 class StorageSettings(BaseModel):
     """How to reach the S3-compatible object store."""
 
     endpoint_url: str = "http://127.0.0.1:17070"
-    access_key: str = "darkroom"
-    secret_key: SecretStr = SecretStr("darkroom-secret")
+    # Unset = the standard AWS credential chain (AWS_* variables, profile, web identity, instance role);
+    # no default secret: `darkroom dev env` prints the dev stack's keys (storage/credentials.py).
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    # AWS profile of ~/.aws/credentials or ~/.aws/config for the chain; unset = AWS_PROFILE or "default".
+    profile: str | None = None
     region: str = "us-east-1"
     bucket: str = "darkroom"
     # Which client library the S3 adapter uses: minio measured faster on get and put against the
@@ -110,6 +138,9 @@ class TelemetrySettings(BaseModel):
     stats_interval_ms: int = Field(default=5_000, ge=100)
     # Bound on one dependency check (Kafka metadata fetch, storage ping) of a health endpoint.
     check_timeout_s: float = Field(default=2.0, gt=0)
+    # /health/ready turns 503 only after this many failed runs of a check in a row (one slow S3 answer
+    # must not take every worker out of service at once); /health/<check> reports every single run.
+    failures_before_unready: int = Field(default=3, ge=1)
 
 
 class OrchestrationSettings(BaseModel):
@@ -117,10 +148,18 @@ class OrchestrationSettings(BaseModel):
 
     # Their embedded database (SQLite); unset = `<dev.data_dir>/orchestration.sqlite`.
     db_path: Path | None = None
-    # Where mail goes. Port 0 = the dev stack's SMTP sink, found through `<dev.data_dir>/run/smtp.port`
-    # (the sink picks a free port, so parallel stacks never collide).
+    # Where mail goes. Port 0 = the dev stack's Mailpit, found through `<dev.data_dir>/run/smtp.port`
+    # (it gets a free port, so parallel stacks never collide).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=0, ge=0, le=65535)
+    # A real mail server: "starttls" upgrades a plain connection (port 587), "tls" is TLS from the first
+    # byte (port 465); the server's certificate is verified (smtp_ca_bundle for a private CA).
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_bundle: Path | None = None
+    # Mailpit's API, read by `darkroom mail list`; unset = the dev stack's, through `<dev.data_dir>/run/mail-ui.port`.
+    mail_api_url: str | None = None
     mail_from: str = "darkroom <noreply@darkroom.local>"
     # Gallery notifications: at most one mail per shoot per interval, listing every photo added in it.
     notify_interval_s: float = Field(default=60.0, gt=0)
@@ -139,7 +178,15 @@ class DevStackSettings(BaseModel):
     kafka_heap: str = "512m"
     kafka_version: str = "4.1.1"
     versitygw_version: str = "v1.8.0"
+    # Mailpit (SMTP + web UI + API), built with `go install github.com/axllent/mailpit@<version>`.
+    mailpit_version: str = "v1.27.11"
+    # Its web UI and API port; 0 = any free port, published in `<data_dir>/run/mail-ui.port` (`dev status` shows it).
+    mail_ui_port: int = Field(default=0, ge=0, le=65535)
     s3_port: int = 17070
+    # The dev stack's S3 root credentials: the only default secret, used by the dev stack, the demo and
+    # tests (`darkroom dev env` exports them); a worker elsewhere never falls back to them.
+    s3_access_key: str = "darkroom"
+    s3_secret_key: SecretStr = SecretStr("darkroom-secret")
     # Optional second Kafka listener, SASL_SSL with SCRAM-SHA-256/512 (tests of production connections).
     # It needs a PEM file holding the broker's PKCS#8 private key and certificate chain, and users that
     # are created when the log dir is formatted (a running broker must be re-formatted to add users).
@@ -174,6 +221,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
@@ -185,3 +233,5 @@ class Settings(BaseSettings):
     # Name written in the `producer` field of every event this process publishes.
     producer_name: str = "darkroom"
     log_level: str = "WARNING"
+    # "text" for people; "json": one object per line with trace_id/span_id (pipeline/logs.py), for a log pipeline.
+    log_format: Literal["text", "json"] = "text"

@@ -17,15 +17,18 @@ from pipeline.tracing import context_from_headers
 
 
 class AttemptSpans:
-    """Opens the span of one processing attempt: a child of the message's trace context."""
+    """Opens the span of one processing attempt: a child of the message's trace context.
 
-    def __init__(self, tracer: Tracer | None, stage_name: str) -> None:
+    Named and attributed as the OpenTelemetry messaging conventions say for a consumer's processing
+    (`process {topic}`, kind CONSUMER, `messaging.*`); `darkroom.*` attributes add the stage's view.
+    """
+
+    def __init__(self, tracer: Tracer | None, stage_name: str, group: str | None = None) -> None:
         # No tracer, no spans: the traceparent header still carries the trace on (new span ids, same
         # trace id) at a fraction of the cost; the worker passes one when spans are exported.
         self._tracer = tracer
         self._stage_name = stage_name
-        self._process_name = f"{stage_name} process"
-        self._dead_letter_name = f"{stage_name} dead-letter"
+        self._group = group or f"darkroom.{stage_name}"
 
     def attempt(
         self, message: Received, event_type: str, attempt: int, dead_letter: bool
@@ -36,16 +39,20 @@ class AttemptSpans:
             return nullcontext()
         attributes = {
             "messaging.system": "kafka",
+            "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.destination.name": message.topic,
+            "messaging.consumer.group.name": self._group,
             "messaging.destination.partition.id": str(message.partition),
             "messaging.kafka.offset": message.offset,
             "messaging.kafka.message.key": (message.key or b"").decode(errors="replace"),
+            "messaging.message.body.size": len(message.value or b""),
             "darkroom.stage": self._stage_name,
             "darkroom.event_type": event_type,
             "darkroom.attempt": attempt,
+            "darkroom.dead_letter": dead_letter,
         }
         return self._tracer.start_as_current_span(
-            self._dead_letter_name if dead_letter else self._process_name,
+            f"process {message.topic}",
             context=context_from_headers(message.headers), kind=SpanKind.CONSUMER, attributes=attributes,
         )

@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import secrets
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Span
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_PROPAGATOR = TraceContextTextMapPropagator()
 _ROOT = Context()  # an empty context: extracting into it never inherits whatever is current
 
 
@@ -44,15 +43,30 @@ def current_traceparent() -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+# Headers the propagators read and write (W3C trace context and baggage by default, OTEL_PROPAGATORS otherwise).
+def _propagated_fields() -> set[str]:
+    return set(propagate.get_global_textmap().fields) | {"traceparent", "tracestate"}
+
+
 def context_from_headers(headers: list[tuple[str, bytes]] | None) -> Context:
-    """The trace context carried by Kafka headers (`traceparent`, `tracestate`); empty when absent or malformed."""
+    """The trace context carried by Kafka headers, through the OpenTelemetry propagator API; empty when absent."""
+    fields = _propagated_fields()
     carrier = {}
     for name, value in headers or []:
-        if name in ("traceparent", "tracestate") and value:
+        if name in fields and value:
             carrier[name] = value.decode("ascii", errors="replace")
     if not carrier:
         return _ROOT
-    return _PROPAGATOR.extract(carrier, context=_ROOT)
+    return propagate.extract(carrier, context=_ROOT)
+
+
+def headers_with_span(headers: list[tuple[str, bytes]], span: Span) -> list[tuple[str, bytes]]:
+    """`headers` with the propagation headers replaced by `span`'s context (the propagator API's inject)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span, _ROOT))
+    fields = _propagated_fields()
+    kept = [(k, v) for k, v in headers if k not in fields]
+    return [*kept, *((k, v.encode()) for k, v in carrier.items())]
 
 
 def trace_id_of(traceparent: str | None) -> str | None:

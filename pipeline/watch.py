@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pipeline.envelope import H_EVENT_TYPE, Envelope, headers_dict
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TopicWatcher:
     """Reads a topic from its end at construction time (or from the start), outside any consumer group."""
 
     def __init__(self, settings: Settings, topic: str, from_start: bool = False, timeout_s: float = 30.0) -> None:
-        self.topic = topic
+        self.topic = topic = TopicNames(settings.topics.prefix)(topic)  # logical name in, the cluster's name used
         config = consumer_config(settings, f"darkroom.watch.{uuid.uuid4().hex}")
         self._consumer = Consumer(config)
         partitions = self._consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions

@@ -23,7 +23,7 @@ from pipeline.health import (
     kafka_check,
     stage_checks,
 )
-from pipeline.kafka_config import admin_config, consumer_config, producer_config
+from pipeline.kafka_config import admin_config, client_id, consumer_config, producer_config
 from pipeline.metrics import CONTENT_TYPE, StageMetrics
 from pipeline.preflight import check_kafka
 from pipeline.progress import Progress
@@ -31,8 +31,8 @@ from pipeline.publisher import Publisher
 from pipeline.runner import RunnerObserver, StageRunner
 from pipeline.settings import Settings
 from pipeline.stage import Stage
-from pipeline.telemetry import install_tracer_provider
-from pipeline.topics import ensure_topics, installed_topic_specs
+from pipeline.telemetry import exporting, install_tracer_provider
+from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,13 @@ def stage_factories() -> dict[str, StageFactory]:
     return {ep.name: ep.load() for ep in entry_points(group=STAGE_ENTRY_POINTS)}
 
 
-def group_id(stage_name: str) -> str:
-    """The consumer group of a stage: every worker of a stage shares it."""
-    return f"darkroom.{stage_name}"
+def group_id(stage_name: str, prefix: str = "") -> str:
+    """The consumer group of a stage: every worker of a stage shares it.
+
+    `prefix` is DARKROOM_TOPICS__PREFIX: deployments sharing a cluster have groups of their own too,
+    and one prefixed ACL covers topics and groups.
+    """
+    return f"{prefix}darkroom.{stage_name}"
 
 
 def build_runner(
@@ -57,13 +61,17 @@ def build_runner(
 ) -> StageRunner:
     """A runner wired to the real broker; `stats_cb` receives librdkafka's statistics (consumer lag);
     `progress` collects the heartbeats of the poll loop, the stage's work and the publisher."""
-    config: dict[str, Any] = dict(consumer_config(settings, group_id(stage.name)))
+    client = client_id(settings, stage.name)
+    group = group_id(stage.name, settings.topics.prefix)
+    config: dict[str, Any] = dict(consumer_config(settings, group, client))
     if stats_cb is not None:
         config.update({"statistics.interval.ms": settings.telemetry.stats_interval_ms, "stats_cb": stats_cb})
     consumer = Consumer(config)
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s,
+    names = TopicNames(settings.topics.prefix)
+    publisher = Publisher(producer_config(settings, client), settings.worker.delivery_timeout_s, names, tracer,
                           heartbeat=progress.track("publisher") if progress is not None else None)
-    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, progress=progress)
+    return StageRunner(stage, consumer, publisher, settings.worker, observer=observer, tracer=tracer, names=names,
+                       group=group, progress=progress)
 
 
 def start_health_server(
@@ -85,12 +93,18 @@ def start_health_server(
             return "draining: stop requested"
         if not runner.assigned.is_set():
             return "waiting for the consumer group to assign partitions"
+        if runner.assigned_partitions == 0:
+            # More workers than partitions, or all of them moved away: this worker can do no work.
+            return "no partitions assigned (more workers than partitions, or a rebalance in progress)"
         return None
 
     host, port = settings.worker.http_host, settings.worker.http_port
     try:
         server = HealthServer(
-            host, port, checks=HealthChecks(checks, timeout_s=settings.telemetry.check_timeout_s),
+            host, port, checks=HealthChecks(
+                checks, timeout_s=settings.telemetry.check_timeout_s,
+                failures_before_unready=settings.telemetry.failures_before_unready,
+            ),
             live=live, ready=ready, metrics=metrics, metrics_content_type=CONTENT_TYPE,
         )
     except OSError as exc:
@@ -101,7 +115,7 @@ def start_health_server(
 
 
 def run_worker(
-    stage_name: str, settings: Settings, ensure: bool = True, checks: Mapping[str, Check] | None = None,
+    stage_name: str, settings: Settings, checks: Mapping[str, Check] | None = None,
 ) -> StageRunner:
     """Run a stage in this process until SIGTERM or SIGINT, then drain and commit. Returns the finished runner.
 
@@ -112,15 +126,17 @@ def run_worker(
     factories = stage_factories()
     if stage_name not in factories:
         raise ValueError(f"unknown stage {stage_name!r}; installed stages: {', '.join(sorted(factories))}")
-    check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
-    admin = AdminClient(admin_config(settings))
-    if ensure:
-        ensure_topics(admin, installed_topic_specs())
+    # Configuration first: building the stage validates the pipeline file and the storage settings,
+    # and the tracer its OTEL_* variables, so a wrong field is reported (ConfigError) before the
+    # operator hears about Kafka.
     stage = factories[stage_name](settings)
     # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
     # traceparent header still carries the trace from stage to stage.
-    exporting = settings.telemetry.otlp_endpoint is not None or settings.telemetry.span_file is not None
-    tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting else None
+    tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting(settings.telemetry) else None
+    check_kafka(settings)  # a wrong password or CA fails in seconds with a clear message, not a 30 s timeout
+    admin = AdminClient(admin_config(settings))
+    if settings.topics.manage:  # on a real cluster topics are the operator's (`darkroom topics ensure --apply`)
+        ensure_topics(admin, installed_topic_specs(settings.topics))
     metrics = StageMetrics(stage_name, settings.telemetry.service_name)
     progress = Progress(settings.worker.liveness_timeout_s)
     runner = build_runner(
@@ -132,7 +148,7 @@ def run_worker(
         watch(progress)  # e.g. the outbox relay of a business consumer
     metrics.watch_in_flight(lambda: runner.stats.in_flight)
     all_checks = {
-        KAFKA: kafka_check(admin, stage.topics[0], settings.telemetry.check_timeout_s),
+        KAFKA: kafka_check(admin, TopicNames(settings.topics.prefix)(stage.topics[0]), settings.telemetry.check_timeout_s),
         **stage_checks(stage),
         **(checks or {}),
     }

@@ -6,7 +6,7 @@ Use :func:`open_store` with ``Settings().storage`` to get an :class:`ObjectStore
 The S3 libraries (boto3, minio) are imported only by the adapter that is configured.
 """
 
-from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, StorageUnavailable
 from storage.factory import open_store
 from storage.keys import (
     ORIGINALS_PREFIX,
@@ -28,6 +28,7 @@ __all__ = [
     "ObjectStore",
     "OriginalRef",
     "PresignedUpload",
+    "StorageConfigError",
     "StorageError",
     "StorageUnavailable",
     "file_id_of",

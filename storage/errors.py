@@ -6,9 +6,15 @@ so every adapter maps its library's exceptions onto these three and chains the o
 
 from __future__ import annotations
 
+from pipeline.errors import ConfigError
+
 
 class StorageError(Exception):
     """A storage operation failed and retrying will not help (bad credentials, missing bucket...)."""
+
+
+class StorageConfigError(StorageError, ConfigError):
+    """A storage setting is wrong (endpoint, CA bundle, credentials); raised before any request."""
 
 
 class ObjectNotFound(StorageError):

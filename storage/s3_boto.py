@@ -20,7 +20,8 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from storage.errors import ObjectNotFound, StorageError, classify, unreachable
+from storage.credentials import aws_session
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, classify, unreachable
 from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def _ca_bundle(settings: StorageSettings) -> str | None:
     if settings.ca_bundle is None:
         return None
     if not settings.ca_bundle.is_file():
-        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+        raise StorageConfigError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
     return str(settings.ca_bundle)
 
 
@@ -68,13 +69,12 @@ class Boto3Store:
             response_checksum_validation="when_required",
         )
         # A private session: the module-level default session of boto3 is not thread-safe.
-        session = boto3.session.Session()
+        # Its credentials: the configured keys or the standard AWS chain (storage/credentials.py).
+        session = boto3.session.Session(botocore_session=aws_session(settings))
         self._client: Any = session.client(
             "s3",
             endpoint_url=settings.endpoint_url,
             region_name=settings.region,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key.get_secret_value(),
             # A private CA (DARKROOM_STORAGE__CA_BUNDLE) for https endpoints; None = botocore's default bundle.
             verify=_ca_bundle(settings),
             config=config,

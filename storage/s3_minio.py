@@ -11,11 +11,15 @@ from urllib.parse import urlsplit
 
 import certifi
 import urllib3
+from botocore.credentials import Credentials as BotocoreCredentials
 from minio import Minio
+from minio.credentials import Credentials as MinioCredentials
+from minio.credentials import Provider
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from urllib3.util.retry import Retry
 
-from storage.errors import ObjectNotFound, StorageError, classify, unreachable
+from storage.credentials import resolve_credentials
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, classify, unreachable
 from storage.port import ObjectInfo, PresignedUpload, attachment, check_metadata
 
 if TYPE_CHECKING:
@@ -32,8 +36,19 @@ def _ca_bundle(settings: StorageSettings) -> str:
     if settings.ca_bundle is None:
         return certifi.where()
     if not settings.ca_bundle.is_file():
-        raise StorageError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
+        raise StorageConfigError(f"DARKROOM_STORAGE__CA_BUNDLE {str(settings.ca_bundle)!r} is not a file")
     return str(settings.ca_bundle)
+
+
+class BotocoreProvider(Provider):
+    """minio's credential provider over botocore's credentials: the SDK asks before every request."""
+
+    def __init__(self, credentials: BotocoreCredentials) -> None:
+        self._credentials = credentials
+
+    def retrieve(self) -> MinioCredentials:
+        frozen = self._credentials.get_frozen_credentials()  # refreshes temporary credentials when due
+        return MinioCredentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 class MinioStore:
@@ -47,12 +62,12 @@ class MinioStore:
         """
         parts = urlsplit(settings.endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise StorageError(
+            raise StorageConfigError(
                 f"DARKROOM_STORAGE__ENDPOINT_URL {settings.endpoint_url!r} must look like "
                 "http://host:port or https://host"
             )
         if parts.path.strip("/"):
-            raise StorageError(
+            raise StorageConfigError(
                 f"the minio client cannot use an endpoint with a path ({settings.endpoint_url!r}); "
                 "use DARKROOM_STORAGE__CLIENT=boto3 or an endpoint without a path"
             )
@@ -77,8 +92,8 @@ class MinioStore:
         )
         self._client = Minio(
             parts.netloc,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key.get_secret_value(),
+            # The configured keys or the standard AWS chain, refreshed when temporary (storage/credentials.py).
+            credentials=BotocoreProvider(resolve_credentials(settings)),
             secure=parts.scheme == "https",
             # Known region: the SDK would otherwise send GetBucketLocation before the first call.
             region=settings.region,

@@ -18,7 +18,8 @@ from operations.devstack.stack import (
     DevStack,
     ServiceStatus,
     UpReport,
+    client_env,
     ensure_bucket,
 )
 
-__all__ = ["DevStack", "ServiceStatus", "StackError", "UpReport", "dev_group", "ensure_bucket"]
+__all__ = ["DevStack", "ServiceStatus", "StackError", "UpReport", "client_env", "dev_group", "ensure_bucket"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import click
@@ -9,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from operations.devstack.processes import StackError
-from operations.devstack.stack import SERVICES, DevStack, ServiceName, ServiceStatus
+from operations.devstack.stack import SERVICES, DevStack, ServiceName, ServiceStatus, client_env
+from pipeline.settings import Settings
 
 # Diagnostics to stderr so `darkroom dev logs kafka > file` stays clean.
 _err = Console(stderr=True)
@@ -38,7 +40,7 @@ def dev_group() -> None:
 
 @dev_group.command("up")
 def up_command() -> None:
-    """Start Kafka, versitygw and the SMTP sink (building/downloading on first use), ensure topics and bucket."""
+    """Start Kafka, versitygw and Mailpit (building/downloading on first use), ensure topics and bucket."""
     stack = _stack()
     for warning in stack.settings_warnings():
         _err.print(f"[yellow]warning:[/] {warning}")
@@ -57,11 +59,19 @@ def up_command() -> None:
     if report.bucket_created:
         _err.print(f"created bucket {stack.settings.storage.bucket}")
     _print_status(stack.status())
+    _err.print('commands against this stack need its keys: eval "$(darkroom dev env)"')
+
+
+@dev_group.command("env")
+def env_command() -> None:
+    """Print the environment for darkroom commands against this stack: eval "$(darkroom dev env)"."""
+    for name, value in client_env(Settings()).items():
+        click.echo(f"export {name}={shlex.quote(value)}")
 
 
 @dev_group.command("down")
 def down_command() -> None:
-    """Stop Kafka, versitygw and the SMTP sink (their data stays in the data dir)."""
+    """Stop Kafka, versitygw and Mailpit (their data stays in the data dir)."""
     try:
         stopped = DevStack().down()
     except StackError as exc:

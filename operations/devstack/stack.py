@@ -22,14 +22,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from operations.devstack.kafka_broker import KafkaBroker
+from operations.devstack.mailpit import MailServer
 from operations.devstack.processes import StackError, port_in_use, port_owner, tail
-from operations.devstack.smtp import SmtpSink
 from operations.devstack.versitygw import VersityGateway
 from operations.devstack.web import WebServer
 from orchestration.gallery_links import web_base_url
-from pipeline.contracts.topics import STORAGE_EVENTS, default_topic_specs
-from pipeline.settings import Settings, StorageSettings
-from pipeline.topics import ensure_topics
+from pipeline.contracts.topics import STORAGE_EVENTS
+from pipeline.settings import DevStackSettings, Settings, StorageSettings
+from pipeline.topics import TopicNames, ensure_topics, installed_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +65,26 @@ class UpReport:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
+def client_env(settings: Settings) -> dict[str, str]:
+    """What a darkroom process needs in its environment to use this stack: its S3 keys, and topic management on.
+
+    The dev stack's keys are the only default secret; they reach a process only through here
+    (`darkroom dev env`, the demo, the tests), never as a fallback of the settings.
+    """
+    return {
+        "DARKROOM_STORAGE__ACCESS_KEY": settings.dev.s3_access_key,
+        "DARKROOM_STORAGE__SECRET_KEY": settings.dev.s3_secret_key.get_secret_value(),
+        "DARKROOM_TOPICS__MANAGE": "true",
+    }
+
+
+def ensure_bucket(endpoint_url: str, storage: StorageSettings, dev: DevStackSettings) -> bool:
     """Create ``storage.bucket`` at ``endpoint_url``; True if created, False if it already existed.
 
     Deliberately plain boto3 (not the storage package): the dev stack must come up before, and
     independently of, the code it serves.
     """
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=storage.access_key,
-        aws_secret_access_key=storage.secret_key.get_secret_value(),
-        region_name=storage.region,
-        config=Config(
-            s3={"addressing_style": "path"},  # bucket DNS names do not resolve to 127.0.0.1
-            connect_timeout=storage.connect_timeout_s,
-            read_timeout=storage.read_timeout_s,
-            retries={"max_attempts": 3, "mode": "standard"},
-        ),
-    )
+    s3 = _s3_client(endpoint_url, storage, dev)
     try:
         if storage.region == "us-east-1":
             s3.create_bucket(Bucket=storage.bucket)
@@ -100,10 +101,12 @@ def ensure_bucket(endpoint_url: str, storage: StorageSettings) -> bool:
     return True
 
 
-def _s3_client(endpoint_url: str, storage: StorageSettings):  # type: ignore[no-untyped-def]
+def _s3_client(endpoint_url: str, storage: StorageSettings, dev: DevStackSettings):  # type: ignore[no-untyped-def]
+    # The dev stack's own root keys (versitygw's), whatever the workers are configured with.
     return boto3.client(
-        "s3", endpoint_url=endpoint_url, aws_access_key_id=storage.access_key,
-        aws_secret_access_key=storage.secret_key.get_secret_value(), region_name=storage.region,
+        "s3", endpoint_url=endpoint_url, aws_access_key_id=dev.s3_access_key,
+        aws_secret_access_key=dev.s3_secret_key.get_secret_value(), region_name=storage.region,
+        # Path style: bucket DNS names do not resolve to 127.0.0.1.
         config=Config(s3={"addressing_style": "path"}, connect_timeout=storage.connect_timeout_s,
                       read_timeout=storage.read_timeout_s, retries={"max_attempts": 3, "mode": "standard"}),
     )
@@ -115,7 +118,7 @@ def web_origin(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def ensure_bucket_cors(endpoint_url: str, storage: StorageSettings, origins: list[str]) -> None:
+def ensure_bucket_cors(endpoint_url: str, storage: StorageSettings, dev: DevStackSettings, origins: list[str]) -> None:
     """Let the studio page of `origins` POST uploads to the bucket and read the answer (PutBucketCors).
 
     Replaces the bucket's CORS rules with one rule (idempotent). The presigned POST policy is what
@@ -124,7 +127,7 @@ def ensure_bucket_cors(endpoint_url: str, storage: StorageSettings, origins: lis
     rule = {"AllowedOrigins": sorted(set(origins)), "AllowedMethods": ["GET", "HEAD", "POST", "PUT"],
             "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag", "Location"], "MaxAgeSeconds": 3600}
     try:
-        _s3_client(endpoint_url, storage).put_bucket_cors(Bucket=storage.bucket, CORSConfiguration={"CORSRules": [rule]})
+        _s3_client(endpoint_url, storage, dev).put_bucket_cors(Bucket=storage.bucket, CORSConfiguration={"CORSRules": [rule]})
     except (ClientError, BotoCoreError) as exc:
         raise StackError(f"could not set CORS on bucket {storage.bucket!r} at {endpoint_url} (browser uploads from "
                          f"{', '.join(origins)} would fail): {exc}") from exc
@@ -139,7 +142,7 @@ class DevStack:
         self.data_dir: Path = self.settings.dev.data_dir.expanduser().resolve()
         self.kafka = KafkaBroker(self.settings.dev, self.data_dir)
         self.s3 = VersityGateway(self.settings.dev, self.settings.storage, self.data_dir)
-        self.smtp = SmtpSink(self.settings, self.data_dir)
+        self.smtp = MailServer(self.settings, self.data_dir)
         self.web = WebServer(self.settings, self.data_dir)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -168,6 +171,7 @@ class DevStack:
         if not s3_running:
             self.s3.check_ports()
         if self.smtp.pid() is None:
+            self.smtp.check_tools()
             self.smtp.check_ports()
 
     def install(self, echo: Callable[[str], None] = lambda _msg: None) -> list[str]:
@@ -181,6 +185,10 @@ class DevStack:
             echo(f"building versitygw {self.settings.dev.versitygw_version} with go install (first run only)...")
         if self.s3.install():
             installed.append("s3")
+        if self.smtp.installed_version() != self.settings.dev.mailpit_version:
+            echo(f"building Mailpit {self.settings.dev.mailpit_version} with go install (first run only)...")
+        if self.smtp.install():
+            installed.append("smtp")
         return installed
 
     def up(self, echo: Callable[[str], None] = lambda _msg: None) -> UpReport:
@@ -211,28 +219,29 @@ class DevStack:
             admin = self.kafka.admin_client()
             if admin is None:
                 raise StackError(f"Kafka at {self.kafka.bootstrap} stopped answering right after start-up")
-            ensure = ensure_topics(admin, default_topic_specs())
+            ensure = ensure_topics(admin, installed_topic_specs(self.settings.topics))
             report.topics_created = list(ensure.created)
-            self._wait_topic_leaders(STORAGE_EVENTS)
+            self._wait_topic_leaders(TopicNames(self.settings.topics.prefix)(STORAGE_EVENTS))
             report.timings_s["topics"] = time.monotonic() - t0
 
             t0 = time.monotonic()
             pid = self.s3.pid()
             if pid is None:
                 echo(f"starting versitygw on {self.s3.endpoint_url}...")
-                pid = self.s3.start(self.kafka.bootstrap)
+                pid = self.s3.start(self.kafka.bootstrap, TopicNames(self.settings.topics.prefix)(STORAGE_EVENTS))
                 report.started.append("s3")
             else:
                 report.already_running.append("s3")
             self.s3.wait_healthy(pid, S3_HEALTH_TIMEOUT_S)
-            report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage)
-            ensure_bucket_cors(self.s3.endpoint_url, self.settings.storage, [web_origin(self.settings)])
+            report.bucket_created = ensure_bucket(self.s3.endpoint_url, self.settings.storage, self.settings.dev)
+            ensure_bucket_cors(self.s3.endpoint_url, self.settings.storage, self.settings.dev,
+                               [web_origin(self.settings)])
             report.timings_s["s3"] = time.monotonic() - t0
 
             t0 = time.monotonic()
             pid = self.smtp.pid()
             if pid is None:
-                echo("starting the SMTP sink...")
+                echo("starting Mailpit (SMTP, web UI)...")
                 pid = self.smtp.start()
                 report.started.append("smtp")
             else:
@@ -277,14 +286,14 @@ class DevStack:
     def status(self) -> dict[str, ServiceStatus]:
         """Per-service state: running/stopped (pid verified), pid, port and a live health check."""
         result: dict[str, ServiceStatus] = {}
-        services: tuple[tuple[str, KafkaBroker | VersityGateway | SmtpSink], ...] = (
+        services: tuple[tuple[str, KafkaBroker | VersityGateway | MailServer], ...] = (
             ("kafka", self.kafka), ("s3", self.s3), ("smtp", self.smtp))
         for name, service in services:
             pid = service.pid()
             if pid is not None:
                 healthy = service.healthy()
                 where = {"kafka": self.kafka.bootstrap, "s3": self.s3.endpoint_url}.get(
-                    name, f"smtp://127.0.0.1:{self.smtp.port}, mail in {self.smtp.mail_dir}")
+                    name, f"smtp://127.0.0.1:{self.smtp.port}, Mailpit web UI {self.smtp.ui_url}")
                 result[name] = ServiceStatus(name, "running", pid, service.port, healthy, where)
             else:
                 detail = ""

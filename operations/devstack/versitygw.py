@@ -109,7 +109,7 @@ class VersityGateway:
         """Pid of our running gateway, or None."""
         return self.process.pid()
 
-    def start(self, kafka_bootstrap: str) -> int:
+    def start(self, kafka_bootstrap: str, topic: str = STORAGE_EVENTS) -> int:
         """Start the gateway if it is not running; returns its pid. Does not wait for health.
 
         The topic ``storage.events`` must exist first: versitygw sends a test event at start-up and
@@ -126,15 +126,15 @@ class VersityGateway:
             str(self.binary),
             "--port", f"127.0.0.1:{self.dev.s3_port}",
             "--event-kafka-url", kafka_bootstrap,
-            "--event-kafka-topic", STORAGE_EVENTS,
+            "--event-kafka-topic", topic,
             "--event-kafka-key", "s3",
             "posix", str(self.root),
         ]  # fmt: skip
         # Credentials via the environment, not argv: argv is world-readable in `ps`.
         env = {
             **os.environ,
-            "ROOT_ACCESS_KEY": self.storage.access_key,
-            "ROOT_SECRET_KEY": self.storage.secret_key.get_secret_value(),
+            "ROOT_ACCESS_KEY": self.dev.s3_access_key,
+            "ROOT_SECRET_KEY": self.dev.s3_secret_key.get_secret_value(),
         }
         return spawn(self.process, argv, env=env, cwd=self.root.parent)
 

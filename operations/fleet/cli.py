@@ -38,6 +38,7 @@ from operations.fleet.supervisor import (
 )
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from pipeline.worker import group_id, stage_factories
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,11 @@ def lag_probe(settings: Settings, stages: list[str]) -> LagProbe:
     for name in stages:
         stage = factories[name](settings)
         try:
-            topics[group_id(name)] = tuple(stage.topics)
+            topics[group_id(name)] = tuple(TopicNames(settings.topics.prefix)(t) for t in stage.topics)
         finally:
             stage.close()
-    return LagProbe(consumer_factory(lambda group: consumer_config(settings, group)), topics)
+    # Groups are keyed by their unprefixed names here; the consumers read the deployment's (prefixed) ones.
+    return LagProbe(consumer_factory(lambda group: consumer_config(settings, settings.topics.prefix + group)), topics)
 
 
 @fleet_group.command("status")

@@ -32,6 +32,7 @@ from pipeline.envelope import (
     H_VERSION,
     Envelope,
 )
+from pipeline.settings import Settings
 
 ASYNCAPI_VERSION = "3.0.0"
 # The document's own version: bump the major when a breaking change is made on purpose (new major events).
@@ -83,8 +84,12 @@ def _hoist(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def generate(catalogue: Iterable[CatalogueEntry] = CATALOGUE, partitions: int | None = None) -> dict[str, Any]:
-    """The AsyncAPI 3 document of `catalogue` (default: every event darkroom knows)."""
+def generate(catalogue: Iterable[CatalogueEntry] = CATALOGUE, partitions: int | None = None,
+             prefix: str = "") -> dict[str, Any]:
+    """The AsyncAPI 3 document of `catalogue` (default: every event darkroom knows).
+
+    `prefix` (DARKROOM_TOPICS__PREFIX) goes before every topic's address; channel ids stay the logical names.
+    """
     entries = list(catalogue)
     specs = {s.name: s for s in default_topic_specs()}
     schemas: dict[str, Any] = {}
@@ -128,11 +133,11 @@ def generate(catalogue: Iterable[CatalogueEntry] = CATALOGUE, partitions: int | 
             "x-darkroom-key": key_alias,
         }
         channel = channels.setdefault(entry.topic, {
-            "address": entry.topic,
+            "address": prefix + entry.topic,
             "description": _TOPIC_DOCS.get(entry.topic, ""),
             "messages": {},
             "bindings": {"kafka": {
-                "topic": entry.topic,
+                "topic": prefix + entry.topic,
                 "partitions": partitions or (specs[entry.topic].partitions if entry.topic in specs else 6),
                 "topicConfiguration": _topic_configuration(specs[entry.topic].config if entry.topic in specs else {}),
                 "bindingVersion": KAFKA_BINDING_VERSION,
@@ -263,9 +268,13 @@ def _normalised(document: dict[str, Any]) -> Any:
               help="Write the document here (default: print it).")
 @click.option("--check", "check_against", type=click.Path(path_type=Path, exists=True), default=None,
               help="Fail if the current models break this committed document (same major versions).")
-def asyncapi_command(output: Path | None, check_against: Path | None) -> None:
-    """Write the AsyncAPI 3 document of every topic, event, key and header, generated from the models."""
-    document = generate()
+@click.pass_obj
+def asyncapi_command(settings: Settings, output: Path | None, check_against: Path | None) -> None:
+    """Write the AsyncAPI 3 document of every topic, event, key and header, generated from the models.
+
+    Topic addresses carry DARKROOM_TOPICS__PREFIX (the committed docs/asyncapi.yaml has none).
+    """
+    document = generate(prefix=settings.topics.prefix)
     if check_against is not None:
         problems = breaking_changes(load(check_against), document)
         if problems:

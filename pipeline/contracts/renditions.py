@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.errors import ConfigError
+
 ORIGINAL = "original"
 _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -155,7 +157,7 @@ renditions:
 """
 
 
-class PipelineConfigError(ValueError):
+class PipelineConfigError(ConfigError):
     """The pipeline file is unreadable or invalid; the message names the file and the bad field."""
 
 

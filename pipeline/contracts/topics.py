@@ -20,8 +20,12 @@ OUTBOX_MARKS = "outbox.marks"
 _FOREVER = "-1"
 
 
-def default_topic_specs(partitions: int = 6, replication_factor: int = 1) -> list[TopicSpec]:
-    """The topics of ADR-009. Business topics keep events forever (audit, replay, event sourcing)."""
+def default_topic_specs(partitions: int = 6, replication_factor: int = -1) -> list[TopicSpec]:
+    """The topics of ADR-009 by logical name. Business topics keep events forever (audit, replay, event sourcing).
+
+    The cluster's names, replication and `min.insync.replicas` come from the settings
+    (`pipeline.topics.installed_topic_specs`); -1 replicas = the broker's default.
+    """
     keep = {"retention.ms": _FOREVER, "cleanup.policy": "delete"}
     week = {"retention.ms": str(7 * 24 * 3600 * 1000), "cleanup.policy": "delete"}
     return [

@@ -8,6 +8,7 @@ from confluent_kafka import KafkaException
 from pipeline.kafka_config import producer_config
 from pipeline.publisher import Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from stages.ingest.reconciler import reconcile
 from storage.errors import StorageError
 from storage.factory import open_store
@@ -19,7 +20,7 @@ from storage.factory import open_store
 @click.pass_obj
 def reconcile_command(settings: Settings, grace_s: float) -> None:
     """Announce originals whose current version has no `file.uploaded` on `files`, and deletions never announced."""
-    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s)
+    publisher = Publisher(producer_config(settings), settings.worker.delivery_timeout_s, TopicNames(settings.topics.prefix))
     try:
         report = reconcile(open_store(settings.storage), publisher, settings, grace_s)
     except StorageError as exc:

@@ -26,6 +26,7 @@ from pipeline.envelope import H_EVENT_TYPE, headers_dict
 from pipeline.kafka_config import consumer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
+from pipeline.topics import TopicNames
 from stages.ingest.stage import deleted_event, uploaded_event
 from storage.keys import ORIGINALS_PREFIX, InvalidKey
 from storage.port import ObjectStore
@@ -62,14 +63,15 @@ def announced(settings: Settings, bucket: str, timeout_s: float = 30.0) -> dict[
     config["enable.partition.eof"] = True
     consumer = Consumer(config)
     wanted = {FILE_UPLOADED.encode(), FILE_DELETED.encode()}
+    files = TopicNames(settings.topics.prefix)(FILES)
     try:
-        metadata = consumer.list_topics(FILES, timeout=timeout_s).topics[FILES]
+        metadata = consumer.list_topics(files, timeout=timeout_s).topics[files]
         ends: dict[int, int] = {}
         for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(FILES, p), timeout=timeout_s)
+            low, high = consumer.get_watermark_offsets(TopicPartition(files, p), timeout=timeout_s)
             if high > low:
                 ends[p] = high
-        consumer.assign([TopicPartition(FILES, p, OFFSET_BEGINNING) for p in ends])
+        consumer.assign([TopicPartition(files, p, OFFSET_BEGINNING) for p in ends])
         last: dict[str, Announced] = {}
         keys: dict[str, str] = {}  # file id -> key, for deletions that do not name their key
         while ends:

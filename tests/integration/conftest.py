@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from operations.devstack import DevStack
+from operations.devstack import DevStack, client_env
 from operations.samples import sample_jpeg
 from pipeline.settings import Settings
 from pipeline.watch import TopicWatcher
@@ -45,6 +45,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "DARKROOM_DEV__S3_PORT": str(s3),
         "DARKROOM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}",
         "DARKROOM_STORAGE__ENDPOINT_URL": f"http://127.0.0.1:{s3}",
+        # The dev stack's keys and topic management, as `darkroom dev env` gives them.
+        **client_env(Settings()),
         # Retries fast enough for a test, patient enough to ride out a short storage outage.
         "DARKROOM_WORKER__RETRY_INITIAL_BACKOFF_S": "0.2",
         "DARKROOM_WORKER__RETRY_MAX_BACKOFF_S": "2",
@@ -90,13 +92,15 @@ def shoot_id() -> str:
 class WorkerProcess:
     """A real `darkroom worker STAGE` process whose log lines can be awaited."""
 
-    def __init__(self, stage: str, env: dict[str, str]) -> None:
+    def __init__(self, stage: str, env: dict[str, str | None]) -> None:
+        """`env` adds to this process's environment; a None value removes the variable."""
         self.stage = stage
+        full = {**os.environ, **env}
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "--log-level", "INFO", "worker", stage],
-            cwd=REPO, env={**os.environ, **env}, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            cwd=REPO, env={k: v for k, v in full.items() if v is not None}, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -153,7 +157,7 @@ def workers(stack_env: dict[str, str], stack: DevStack) -> Iterator[list[WorkerP
 
 @pytest.fixture
 def start_worker(workers: list[WorkerProcess], stack_env: dict[str, str]):
-    def start(stage: str, **env: str) -> WorkerProcess:
+    def start(stage: str, **env: str | None) -> WorkerProcess:
         worker = WorkerProcess(stage, {**stack_env, **env})
         workers.append(worker)
         return worker

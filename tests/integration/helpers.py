@@ -6,6 +6,7 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from orchestration.mailbox import Mailbox, ReceivedMail
 from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.dead_letter import DeadLetter
 from pipeline.kafka_config import consumer_config
@@ -72,3 +73,20 @@ def expected_size(width: int, height: int, long_edge: int = 2048) -> tuple[int, 
     """The web rendition's size: fit inside long_edge², never enlarged."""
     scale = min(1.0, long_edge / max(width, height))
     return round(width * scale), round(height * scale)
+
+
+def mailbox() -> Mailbox:
+    """Mailpit of the session's dev stack: the one way tests read delivered mail."""
+    return Mailbox.of(Settings())
+
+
+def mails_to(address: str, containing: str = "") -> list[tuple[ReceivedMail, str]]:
+    """Deliveries to `address` whose body contains `containing`, with their body text."""
+    box = mailbox()
+    found = [(m, box.text(m.id)) for m in box.messages() if address in m.to]
+    return [(m, text) for m, text in found if containing in text or containing in m.subject]
+
+
+def deliveries(message_id: str) -> int:
+    """How many times Mailpit received a mail with this Message-ID."""
+    return len(mailbox().deliveries(message_id))

@@ -20,6 +20,7 @@ from botocore.config import Config
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from operations.devstack import DevStack
+from orchestration.mailbox import Mailbox
 from pipeline.contracts.topics import STORAGE_EVENTS
 from pipeline.settings import DevStackSettings, KafkaSettings, Settings, StorageSettings
 
@@ -76,6 +77,9 @@ def test_up_notify_down(stack: DevStack) -> None:
         "smtp": ("running", True),
     }
     pids = {name: s.pid for name, s in status.items()}
+    # `dev status` shows where Mailpit's web UI is, and it answers there.
+    ui = status["smtp"].detail.split("Mailpit web UI ")[1]
+    assert ui.startswith("http://127.0.0.1:") and Mailbox(ui).messages() == []
 
     # Second up: nothing started, same processes, bucket already there.
     t0 = time.monotonic()
@@ -91,8 +95,8 @@ def test_up_notify_down(stack: DevStack) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=storage.endpoint_url,
-        aws_access_key_id=storage.access_key,
-        aws_secret_access_key=storage.secret_key.get_secret_value(),
+        aws_access_key_id=stack.settings.dev.s3_access_key,
+        aws_secret_access_key=stack.settings.dev.s3_secret_key.get_secret_value(),
         region_name=storage.region,
         config=Config(s3={"addressing_style": "path"}),
     )

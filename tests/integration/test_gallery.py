@@ -14,7 +14,8 @@ from pipeline.settings import Settings
 from storage import ObjectStore
 from storage.upload import upload_files
 from tests.integration.conftest import make_photos
-from tests.integration.test_business_flow import caught_up, darkroom, mail_dir, of_type
+from tests.integration.helpers import mails_to
+from tests.integration.test_business_flow import caught_up, darkroom, of_type
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +69,12 @@ def test_fifty_photos_give_fifty_gallery_updates_a_complete_read_model_one_batch
     # The notifier, started on the backlog, batches all 50 into one mail to the client.
     start_worker("notifier", **env)
     deadline = time.monotonic() + 90
-    while not (mails := [p for p in mail_dir().glob("*.eml") if f"To: {email}" in p.read_text()
-                         and "new photo(s)" in p.read_text()]):
+    while not mails_to(email, "new photo(s)"):
         assert time.monotonic() < deadline, "no gallery notification mailed"
         time.sleep(0.5)
     time.sleep(6)  # longer than the interval: a second batch would have been mailed by now
-    mails = [p for p in mail_dir().glob("*.eml") if f"To: {email}" in p.read_text() and "new photo(s)" in p.read_text()]
-    assert len(mails) == 1 and "50 new photo(s)" in mails[0].read_text()
+    mails = mails_to(email, "new photo(s)")
+    assert len(mails) == 1 and "50 new photo(s)" in mails[0][1]
 
     # Replaying `files` from offset zero rebuilds the same gallery.
     rebuilt = tmp_path / "rebuilt.sqlite"

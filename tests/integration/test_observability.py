@@ -129,18 +129,28 @@ def test_one_upload_is_one_trace_across_the_worker_processes(
         found = [json.loads(line) for line in span_file.read_text().splitlines() if line]
         return [s for s in found if s["context"]["trace_id"] == f"0x{trace_id}"]
 
-    # Spans are flushed by a batch processor (every 200 ms), so wait for both to land in the file.
-    trace = poll(spans, lambda s: {x["name"] for x in s} >= {"ingest process", "resize process"}, 30, "both spans")
-    [ingest] = [s for s in trace if s["name"] == "ingest process"]
-    [resize] = [s for s in trace if s["name"] == "resize process"]
+    # Spans are flushed by a batch processor (every 200 ms), so wait for all four to land in the file:
+    # ingest's `process storage.events` and `send files`, resize's `process files` and `send files`.
+    def complete(s: list[dict[str, Any]]) -> bool:
+        names = [x["name"] for x in s]
+        return {"process storage.events", "process files"} <= set(names) and names.count("send files") >= 2
+
+    trace = poll(spans, complete, 30, "the four spans")
+    [ingest] = [s for s in trace if s["name"] == "process storage.events"]
+    [resize] = [s for s in trace if s["name"] == "process files"]
+    sends = {s["parent_id"]: s for s in trace if s["name"] == "send files"}
+    ingest_send, resize_send = sends[ingest["context"]["span_id"]], sends[resize["context"]["span_id"]]
     assert ingest["resource"]["attributes"]["service.name"] == "darkroom-ingest"
     assert resize["resource"]["attributes"]["service.name"] == "darkroom-resize"
     assert ingest["parent_id"] is None  # the upload notification carries no trace: ingest starts it
-    assert resize["parent_id"] == ingest["context"]["span_id"]  # resize is a child of ingest
-    # Headers name the producing span: file.uploaded → ingest's span, file.processed → resize's span.
-    assert uploaded_tp.split("-")[2] == ingest["context"]["span_id"].removeprefix("0x")
-    assert processed_tp.split("-")[2] == resize["context"]["span_id"].removeprefix("0x")
+    # Messaging conventions: the consumer's processing is a child of the producer's send span.
+    assert resize["parent_id"] == ingest_send["context"]["span_id"]
+    assert ingest_send["kind"] == "SpanKind.PRODUCER" and resize["kind"] == "SpanKind.CONSUMER"
+    # Headers name the send span of the message: file.uploaded → ingest's, file.processed → resize's.
+    assert uploaded_tp.split("-")[2] == ingest_send["context"]["span_id"].removeprefix("0x")
+    assert processed_tp.split("-")[2] == resize_send["context"]["span_id"].removeprefix("0x")
     assert resize["attributes"]["messaging.kafka.message.key"] == result.file_id
+    assert resize["attributes"]["messaging.consumer.group.name"] == "darkroom.resize"
 
 
 def test_health_endpoints_follow_the_broker_down_and_back(stack: DevStack, start_worker) -> None:
@@ -158,7 +168,8 @@ def test_health_endpoints_follow_the_broker_down_and_back(stack: DevStack, start
         status, body = poll(lambda: get(f"{url}/health/kafka"), lambda r: r[0] == 503, 15, "/health/kafka 503")
         assert time.monotonic() - stopped_at < 10
         assert json.loads(body)["reason"].startswith("kafka")
-        assert get(f"{url}/health/ready")[0] == 503
+        # Readiness turns only after the check failed several times in a row (one blip is not an outage).
+        poll(lambda: get(f"{url}/health/ready"), lambda r: r[0] == 503, 30, "/health/ready 503 while Kafka stays down")
         assert get(f"{url}/health/live")[0] == 200  # the worker itself is fine: no reason to restart it
     finally:
         stack.up()

@@ -19,7 +19,7 @@ from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES
 from pipeline.dlq_tools import H_REDRIVE_FROM, is_marker
 from pipeline.kafka_config import admin_config, producer_config
 from pipeline.publisher import Outgoing, Publisher
-from pipeline.replay import live_members
+from pipeline.replay import committed_offsets, live_members
 from pipeline.settings import Settings
 from pipeline.watch import Seen
 from stages.ingest.stage import uploaded_event
@@ -45,6 +45,13 @@ def wait_group_empty(settings: Settings, group: str, timeout_s: float = 30.0) ->
         time.sleep(0.5)  # the coordinator has no event to await for a member leaving
 
 
+def committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic`, read with the admin API."""
+    admin = AdminClient(admin_config(settings))
+    partitions = list(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+    return committed_offsets(admin, group, topic, partitions, 10.0)
+
+
 def test_replaying_a_stopped_group_to_earliest_reprocesses_with_the_same_event_ids(
     settings: Settings, store: ObjectStore, start_worker, watch, photo_dir: Path, shoot_id: str
 ) -> None:
@@ -64,8 +71,13 @@ def test_replaying_a_stopped_group_to_earliest_reprocesses_with_the_same_event_i
     assert resize.wait() == 0
     wait_group_empty(settings, "darkroom.resize")
     time.sleep(1.1)  # S3 Last-Modified has one-second resolution: let the overwrite be visible
-    moved = darkroom(["replay", "--group", "darkroom.resize", "--topic", FILES, "--to-earliest"])
+    before = committed(settings, "darkroom.resize", FILES)
+    planned = darkroom(["replay", "--group", "darkroom.resize", "--topic", FILES, "--to-earliest"])
+    assert planned.exit_code == 0 and "dry run" in planned.output, planned.output
+    assert committed(settings, "darkroom.resize", FILES) == before, "replay without --execute moved offsets"
+    moved = darkroom(["replay", "--group", "darkroom.resize", "--topic", FILES, "--to-earliest", "--execute"])
     assert moved.exit_code == 0, moved.output
+    assert committed(settings, "darkroom.resize", FILES) != before
     assert "moved darkroom.resize" in moved.output
 
     start_worker("resize")

@@ -23,8 +23,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from email import policy
-from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
@@ -41,6 +39,7 @@ from pipeline.settings import Settings
 from pipeline.watch import Seen
 from storage import ObjectStore
 from tests.integration.conftest import make_photos
+from tests.integration.helpers import mails_to
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +121,13 @@ def status(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def invite_mail_link(email: str) -> str:
-    """The gallery link of the invite mail the dev SMTP sink received for `email` (the one place that reads mail)."""
-    folder = Path(os.environ["DARKROOM_DEV__DATA_DIR"]) / "mail"
-    for path in folder.glob("*.eml"):
-        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-        if msg["To"] == email and "invited" in str(msg["Subject"]):
-            body = msg.get_body(preferencelist=("plain",))
-            assert body is not None
-            found = re.search(r"https?://\S+/g/\S+", body.get_content())
-            assert found, f"no gallery link in the invite mail {path}"
-            return found.group(0)
-    raise AssertionError(f"no invite mail to {email} in {folder}")
+    """The gallery link of the invite mail Mailpit received for `email` (the one place that reads mail)."""
+    found = mails_to(email, "invited")
+    assert found, f"no invite mail to {email} in Mailpit"
+    _mail, text = found[0]
+    link = re.search(r"https?://\S+/g/\S+", text)
+    assert link, f"no gallery link in the invite mail:\n{text}"
+    return link.group(0)
 
 
 def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]

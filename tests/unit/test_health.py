@@ -131,3 +131,42 @@ def test_kafka_check_needs_brokers_and_leaders() -> None:
         kafka_check(FakeAdmin(metadata({1: "b"}, {0: 1, 1: -1})), "files", 1.0)()
     with pytest.raises(LookupError):
         kafka_check(FakeAdmin(metadata({1: "b"}, {}, error="UNKNOWN_TOPIC")), "files", 1.0)()
+
+
+def test_one_failed_storage_probe_does_not_flip_readiness_but_a_lasting_failure_does() -> None:
+    answers = iter([None, "S3 read timed out", None, "down", "down", "down"])
+
+    def flaky() -> None:
+        outcome = next(answers)
+        if outcome is not None:
+            raise TimeoutError(outcome)
+
+    s = HealthServer("127.0.0.1", 0, checks=HealthChecks({"storage": flaky}, cache_s=0.0, failures_before_unready=3),
+                     live=lambda: None, ready=lambda: None)
+    try:
+        assert s.answer("/health/ready").status == 200
+        assert s.answer("/health/ready").status == 200  # one timeout: still ready
+        assert s.answer("/health/ready").status == 200  # and the next success resets the count
+        assert s.answer("/health/ready").status == 200  # down once
+        assert s.answer("/health/ready").status == 200  # down twice
+        ready = s.answer("/health/ready")  # down three times in a row: out of service
+        assert ready.status == 503 and "down" in body(ready)["reason"]
+    finally:
+        s.close()
+
+
+def test_a_worker_without_partitions_is_not_ready() -> None:
+    from pipeline.settings import Settings
+    from pipeline.worker import start_health_server
+
+    assigned = threading.Event()
+    assigned.set()
+    runner = SimpleNamespace(stopping=False, assigned=assigned, assigned_partitions=2, heartbeat=0.0)
+    s = start_health_server(runner, {}, Settings())  # type: ignore[arg-type]
+    try:
+        assert s.answer("/health/ready").status == 200
+        runner.assigned_partitions = 0  # every partition revoked: more workers than partitions
+        ready = s.answer("/health/ready")
+        assert ready.status == 503 and "no partitions" in body(ready)["reason"]
+    finally:
+        s.close()

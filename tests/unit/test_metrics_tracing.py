@@ -51,7 +51,9 @@ def run(messages: list[FakeMessage]) -> tuple[list, FakePublisher]:
 def test_processing_span_continues_the_consumed_trace_and_parents_the_outputs() -> None:
     spans, publisher = run([FakeMessage("files", 0, 0, b"k", b"v", [("eventType", b"x.y"), (H_TRACEPARENT, PARENT.encode())])])
     [span] = spans
-    assert span.name == "fake process"
+    assert span.name == "process files"
+    assert span.attributes["messaging.operation.name"] == "process"
+    assert span.attributes["messaging.consumer.group.name"] == "darkroom.fake"
     assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent is not None and f"{span.parent.span_id:016x}" == "b7ad6b7169203331"
     assert span.attributes["messaging.destination.name"] == "files" and span.attributes["darkroom.event_type"] == "x.y"
@@ -68,11 +70,12 @@ def test_message_without_traceparent_starts_a_trace_and_failures_mark_the_span()
     by_name: dict[str, list] = {}
     for s in spans:
         by_name.setdefault(s.name, []).append(s)
-    [root] = [s for s in by_name["fake process"] if s.attributes["messaging.kafka.offset"] == 0]
+    [root] = [s for s in by_name["process files"] if s.attributes["messaging.kafka.offset"] == 0]
     assert root.parent is None
-    [failed] = [s for s in by_name["fake process"] if s.attributes["messaging.kafka.offset"] == 1]
+    [failed] = [s for s in by_name["process files"]
+                if s.attributes["messaging.kafka.offset"] == 1 and not s.attributes["darkroom.dead_letter"]]
     assert failed.status.status_code is StatusCode.ERROR
-    [letter] = by_name["fake dead-letter"]
+    [letter] = [s for s in by_name["process files"] if s.attributes["darkroom.dead_letter"]]
     assert letter.context.trace_id == failed.context.trace_id  # the dead-lettering stays in the photo's trace
     out = [o for o in publisher.published if o.topic == "out"][0]
     assert trace_id_of(headers_dict(out.headers)[H_TRACEPARENT].decode()) == f"{root.context.trace_id:032x}"
