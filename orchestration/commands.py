@@ -169,7 +169,8 @@ def gallery_command(settings: Settings, shoot_id: str) -> None:
             own = (photo.name, photo.file_id, taken, camera, exposure) if index == 0 else ("",) * 5
             table.add_row(*own, name, f"{width}×{height}", str(size // 1024),
                           store.presign_get(key, settings.orchestration.link_expiry_s))
-    Console(width=250).print(table)
+    # Wide enough that a presigned link is never folded: a link broken over lines cannot be copied.
+    Console(width=1000).print(table)
 
 
 def describe_facts(facts: CaptureFacts | None) -> tuple[str, str, str]:

@@ -24,6 +24,7 @@ from pipeline.contracts.events import FILE_PROCESSED
 from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES
 from pipeline.settings import Settings
 from storage import ObjectStore
+from storage.keys import file_id_of
 from tests.imagefiles import (
     ASCII,
     RATIONAL,
@@ -118,27 +119,29 @@ def test_heic_raw_facts_placeholders_and_small_photos_on_the_real_stack(
     photos = originals()
     for name, data in photos.items():
         s3.put_object(Bucket=settings.storage.bucket, Key=f"originals/shoots/{shoot_id}/{name}", Body=data)
-    ids = {name: name.rsplit(".", 1)[0] for name in photos}
-    good = {ids[n] for n in photos if n != "IMG_0099.CR2"}
+    # File ids are what ingest makes of each key (a slug and a hash of the key); F names them by stem.
+    names = {name.rsplit(".", 1)[0]: name for name in photos}
+    F = {stem: file_id_of(f"originals/shoots/{shoot_id}/{name}") for stem, name in names.items()}
+    good = {F[stem] for stem in names if stem != "IMG_0099"}
 
     def added(seen: list) -> set[str]:
         return {e.data["fileId"] for e in of_type(seen, "gallery.updated", shootId=shoot_id, change="added")}
 
     galleries.until(lambda seen: added(seen) >= good, 240)
-    dlq.until(lambda _: any(d.key == b"IMG_0099" for d in dead_letters(dlq)), 120)
+    dlq.until(lambda _: any(d.key == F["IMG_0099"].encode() for d in dead_letters(dlq)), 120)
     files.until(lambda seen: {(s.key, s.envelope().data["rendition"]) for s in events_of(seen, FILE_PROCESSED, good)}
                 >= {(f.encode(), r) for f in good for r in ("web", "thumb")}, 120)
     processed = {(s.key.decode(), s.envelope().data["rendition"]): s.envelope().data
                  for s in events_of(files.seen, FILE_PROCESSED, good)}
 
     # The RAW without preview or sensor data: dead-lettered at once, with a reason a person can act on.
-    [letter] = [d for d in dead_letters(dlq) if d.key == b"IMG_0099"]
+    [letter] = [d for d in dead_letters(dlq) if d.key == F["IMG_0099"].encode()]
     assert letter.stage == "resize" and letter.error_kind == "permanent" and letter.attempts == 1
     assert letter.error_class.endswith("ImageRejected")
     assert "CR2 file has no embedded preview and no sensor data" in letter.error_message
 
     # HEIC: right way up (portrait, red on top), Display P3 converted to sRGB, no profile left.
-    web = processed[("IMG_0042", "web")]
+    web = processed[(F["IMG_0042"], "web")]
     image = pyvips.Image.new_from_buffer(store.get(web["key"]), "")
     assert (web["width"], web["height"]) == (image.width, image.height) == (768, 1024)
     assert image.interpretation == "srgb" and image.get_typeof("icc-profile-data") == 0
@@ -147,31 +150,31 @@ def test_heic_raw_facts_placeholders_and_small_photos_on_the_real_stack(
 
     # Vendor RAW from the embedded preview (2000x1500 covers the 1024 box): its pixels, not a mosaic.
     for raw_id in ("DSC_0001", "DSC_0002", "IMG_0003"):
-        web = processed[(raw_id, "web")]
+        web = processed[(F[raw_id], "web")]
         image = pyvips.Image.new_from_buffer(store.get(web["key"]), "")
         assert (image.width, image.height) == (1024, 768), raw_id
         assert _close(_mean(image, 156, 284, 200, 200), RED, 6), raw_id
         assert _close(_mean(image, 668, 284, 200, 200), BLUE, 6), raw_id
     # DNG demosaiced by LibRaw: upright (400x600) and the colour of the linear mosaic in sRGB.
-    web = processed[("L1000004", "web")]
+    web = processed[(F["L1000004"], "web")]
     image = pyvips.Image.new_from_buffer(store.get(web["key"]), "")
     assert (image.width, image.height) == (400, 600)
     expected = tuple(linear_to_srgb8(v) for v in (0.6, 0.3, 0.15))
     assert _close(_mean(image, 100, 200, 200, 200), expected, 6), (_mean(image, 100, 200, 200, 200), expected)
 
     # A 1x1 photo is not blown up to the 400x400 box.
-    assert (processed[("tiny", "thumb")]["width"], processed[("tiny", "thumb")]["height"]) == (1, 1)
-    assert (processed[("IMG_0042", "thumb")]["width"], processed[("IMG_0042", "thumb")]["height"]) == (400, 400)
+    assert (processed[(F["tiny"], "thumb")]["width"], processed[(F["tiny"], "thumb")]["height"]) == (1, 1)
+    assert (processed[(F["IMG_0042"], "thumb")]["width"], processed[(F["IMG_0042"], "thumb")]["height"]) == (400, 400)
 
     # Capture facts on the web rendition's event, read from the original's header; no GPS.
-    facts = processed[("IMG_0042", "web")]["facts"]
+    facts = processed[(F["IMG_0042"], "web")]["facts"]
     assert facts["make"] == "Apple" and facts["model"] == "iPhone 15 Pro"
     assert facts["lens"] == "iPhone 15 Pro back triple camera 6.86mm f/1.78"
     assert (facts["focalLengthMm"], facts["aperture"], facts["shutter"], facts["iso"]) == (6.86, 1.8, "1/250", 64)
     assert facts["capturedAt"] == "2026-05-01T14:03:22+02:00"
     assert (facts["width"], facts["height"], facts["originalName"]) == (900, 1200, "IMG_0042.HEIC")
     assert facts.get("gpsLatitude") is None
-    nef = processed[("DSC_0001", "web")]["facts"]
+    nef = processed[(F["DSC_0001"], "web")]["facts"]
     assert (nef["make"], nef["model"], nef["iso"], nef["capturedAt"]) == (
         "NIKON CORPORATION", "NIKON Z 6_2", 800, "2026-05-01T09:00:00-04:00")
 
@@ -181,23 +184,23 @@ def test_heic_raw_facts_placeholders_and_small_photos_on_the_real_stack(
     for file_id in good:
         thumb = processed[(file_id, "thumb")]
         assert thumb["placeholder"] and updates[file_id]["placeholder"] == thumb["placeholder"]
-        if file_id == "tiny":
+        if file_id == F["tiny"]:
             continue
         stored = pyvips.Image.new_from_buffer(store.get(thumb["key"]), "")
         average = [stored.extract_band(b).avg() for b in range(3)]
         painted = np.asarray(blurhash.decode(thumb["placeholder"], 32, 32), dtype=float).mean(axis=(0, 1))
         assert all(abs(p - a) <= 12 for p, a in zip(painted, average, strict=True)), (file_id, painted, average)
-    assert updates["IMG_0042"]["facts"]["capturedAt"] == "2026-05-01T14:03:22+02:00"
+    assert updates[F["IMG_0042"]]["facts"]["capturedAt"] == "2026-05-01T14:03:22+02:00"
 
     # The gallery read model orders photos by when they were shot (UTC), the undated last.
     caught_up(settings, "gallery", FILES)
     order = ["DSC_0002", "IMG_0003", "IMG_0042", "DSC_0001", "L1000004", "tiny"]
     photos_in_gallery = gallery_photos(Database(Path(env["DARKROOM_ORCHESTRATION__DB_PATH"])).conn(), shoot_id)
-    assert [p.file_id for p in photos_in_gallery] == order
+    assert [p.file_id for p in photos_in_gallery] == [F[stem] for stem in order]
     instants = [datetime.fromisoformat(p.facts.captured_at).astimezone(timezone.utc)
                 for p in photos_in_gallery if p.facts and p.facts.captured_at]
     assert instants == sorted(instants) and len(instants) == 5
     printed = darkroom(env, "gallery", shoot_id)
-    positions = [printed.index(file_id) for file_id in order]
+    positions = [printed.index(F[stem]) for stem in order]
     assert positions == sorted(positions), printed
     assert "iPhone 15 Pro" in printed and "2026-05-01 14:03:22 +02:00" in printed and "1/250" in printed
