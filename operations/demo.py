@@ -41,7 +41,8 @@ from storage import ObjectStore, StorageError, open_store
 from storage.upload import upload_files
 
 # Every stage of the product, one worker each; resize scales to two on lag.
-FLEET = "ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1"
+FLEET = ("ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1,"
+         "reconcile=1")
 STUDIO_PIPELINE = Path("examples/pipeline.yaml")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.envelope import Envelope, envelope_headers
-from pipeline.errors import PermanentError, TransientError
+from pipeline.errors import PermanentError, Unavailable
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,11 @@ class Outgoing:
         return cls(topic, key.encode(), envelope.to_bytes(), headers)
 
 
-class DeliveryFailed(TransientError):
-    """The broker did not acknowledge a message in time; publishing again is safe (idempotent ids)."""
+class DeliveryFailed(Unavailable):
+    """The broker did not acknowledge a message in time; publishing again is safe (idempotent ids).
+
+    An outage (see pipeline.errors.Unavailable): retried for as long as the broker stays away.
+    """
 
 
 class Publisher:

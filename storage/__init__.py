@@ -6,13 +6,14 @@ Use :func:`open_store` with ``Settings().storage`` to get an :class:`ObjectStore
 The S3 libraries (boto3, minio) are imported only by the adapter that is configured.
 """
 
-from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
+from storage.errors import ObjectNotFound, StorageError, StorageOutage, StorageUnavailable
 from storage.factory import open_store
 from storage.keys import (
     ORIGINALS_PREFIX,
     InvalidKey,
     OriginalRef,
     original_key,
+    originals_prefix,
     parse_original_key,
     rendition_key,
 )
@@ -26,9 +27,11 @@ __all__ = [
     "ObjectStore",
     "OriginalRef",
     "StorageError",
+    "StorageOutage",
     "StorageUnavailable",
     "open_store",
     "original_key",
+    "originals_prefix",
     "parse_original_key",
     "rendition_key",
 ]

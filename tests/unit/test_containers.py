@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.contracts.topics import default_topic_specs
 from pipeline.settings import Settings
+from pipeline.topics import installed_topic_specs
 from pipeline.worker import group_id, stage_factories
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +40,8 @@ NOT_API_OBJECTS = {"kustomization.yaml"}
 OTHER_ENTRYPOINTS = {"bucket": "ensures the bucket through storage.open_store (no CLI command for it)"}
 # Stages on Kubernetes: the stateless ones, scaled by KEDA on their group's lag.
 K8S_STAGES = ("ingest", "resize", "thumbnail", "watermark")
+# Stages on Kubernetes as one replica, not scaled: the topic they read has one partition on purpose.
+K8S_SINGLETONS = ("reconcile",)
 # Installed stages that are not on Kubernetes yet, and why (Compose runs every installed stage).
 NOT_ON_K8S = {
     name: "keeps state in one SQLite file (settings.orchestration.db_path): single host only"
@@ -225,7 +228,7 @@ def test_compose_accepts_the_file_and_runs_every_installed_stage() -> None:
 
 
 def test_every_installed_stage_is_on_kubernetes_or_says_why_not() -> None:
-    assert set(stage_factories()) <= set(K8S_STAGES) | set(NOT_ON_K8S)
+    assert set(stage_factories()) <= set(K8S_STAGES) | set(K8S_SINGLETONS) | set(NOT_ON_K8S)
     assert not set(K8S_STAGES) & set(NOT_ON_K8S)
 
 
@@ -283,6 +286,20 @@ def test_each_stage_has_a_deployment_with_probes_and_a_scaled_object_on_its_lag(
     assert scaled["spec"]["maxReplicaCount"] <= partitions[meta["topic"]], "more workers than partitions sit idle"
     if stage in stage_factories():
         assert meta["topic"] in stage_factories()[stage](Settings()).topics
+
+
+@pytest.mark.parametrize("stage", K8S_SINGLETONS)
+def test_a_singleton_stage_is_one_replica_with_probes_and_no_autoscaling(stage: str) -> None:
+    docs = [d for name, d in k8s_documents() if name == f"{stage}.yaml"]
+    [deployment] = docs
+    assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 1
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["worker", stage]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert not [d for _n, d in k8s_documents() if d["kind"] == "ScaledObject" and d["spec"]["scaleTargetRef"]["name"]
+                == deployment["metadata"]["name"]]
+    specs = {s.name: s.partitions for s in installed_topic_specs()}
+    assert [specs[t] for t in stage_factories()[stage](Settings()).topics] == [1]
 
 
 # --- commands ----------------------------------------------------------------------------------------
