@@ -459,6 +459,15 @@ class StageRunner:
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)
+        # librdkafka keeps a partition's pause flag after it leaves the assignment: one paused here (a
+        # retry pending, as in a broker outage long enough to cost the group membership) came back
+        # paused at the next assignment and was never read again. Resume it while it is still ours.
+        stale = [TopicPartition(t, p) for t, p in gone & self._paused]
+        if stale:
+            try:
+                self._consumer.resume(stale)
+            except KafkaException as exc:
+                log.warning("%s: could not resume %s before giving them up: %s", self.stage.name, stale, exc)
         for tp in gone:
             self._partitions.pop(tp, None)
         self._order.forget(gone)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from pipeline.errors import ErrorKind, TransientError, Unavailable, is_outage
 from pipeline.publisher import DeliveryFailed, Outgoing
@@ -90,3 +91,35 @@ def test_what_counts_as_an_outage(exc: BaseException, outage: bool) -> None:
     if outage:
         assert isinstance(exc, Unavailable)
         assert not isinstance(exc, StorageUnavailable) or isinstance(exc, StorageOutage)
+
+
+class LosesItsPartitions(FakeConsumer):
+    """Like librdkafka: a pause flag survives the partition leaving the assignment. Once a retry has paused
+    partition 0, the group loses every partition and assigns them again (a broker outage past the session timeout)."""
+
+    def __init__(self, messages: list) -> None:
+        super().__init__(messages)
+        self.log = list(messages)
+        self.rebalanced = False
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+        if not self.rebalanced and ("files", 0) in self.paused:
+            self.rebalanced = True
+            tps = [TopicPartition(t, p) for t, p in self._queues]
+            self._callbacks["on_lost"](self, tps)
+            for tp in self._queues:  # the new assignment starts at the committed offsets
+                start = self.committed.get(tp, 0)
+                self._queues[tp] = [m for m in self.log if (m.topic(), m.partition()) == tp and m.offset() >= start]
+            self._callbacks["on_assign"](self, tps)
+        return super().consume(num_messages, timeout)
+
+
+def test_a_partition_paused_when_the_group_lost_it_is_read_again_once_reassigned() -> None:
+    stage = ScriptedStage()
+    consumer = LosesItsPartitions([msg(0, 0, b"flaky:1"), msg(0, 1, b"b")])
+    publisher = FakePublisher(consumer.changed)
+    runner, thread = start(stage, consumer, publisher)
+    assert consumer.wait_committed({("files", 0): 2})
+    stop(runner, thread)
+    assert consumer.rebalanced
+    assert b"done:b" in [o.value for o in publisher.published]
