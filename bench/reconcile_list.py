@@ -9,7 +9,10 @@ our store adapter (what the reconciler uses):
 - an incremental pass's listing of one shoot's prefix ``originals/shoots/{shoot}/``;
 
 and extrapolates both to 100,000 originals (LIST cost is linear in keys: one call per 1,000).
-The Kafka side of a pass (reading `files`) is not measured here.
+
+With ``--files-events N`` it also times the Kafka side of a full sweep, `known_uploads` (all of
+`files`, filtered on headers), after producing N small `file.uploaded`-typed messages to `files`.
+Only on a stack of your own with no worker running: those messages are not valid events.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pipeline.contracts.events import FILE_UPLOADED
+from pipeline.contracts.topics import FILES
+from pipeline.envelope import H_EVENT_TYPE
+from pipeline.kafka_config import producer_config
+from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
+from stages.ingest.reconciler import known_uploads
 from storage.factory import open_store
 from storage.keys import ORIGINALS_PREFIX, original_key, originals_prefix
 from storage.port import ObjectStore
@@ -46,12 +55,33 @@ def timed_list(store: ObjectStore, prefix: str) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
+def time_known_uploads(settings: Settings, events: int, runs: int) -> None:
+    """Produce `events` header-typed messages to `files`, then time reading all of `files` as a full sweep does."""
+    publisher = Publisher(producer_config(settings))
+    try:
+        for i in range(events):
+            publisher.produce(Outgoing(FILES, f"bench-file-{i:07d}".encode(), b"{}", [(H_EVENT_TYPE, FILE_UPLOADED.encode())]),
+                              lambda _err: None)
+        publisher.flush(120)
+    finally:
+        publisher.close()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        known = len(known_uploads(settings))
+        times.append(time.perf_counter() - started)
+    med = statistics.median(times)
+    print(f"reading `files` for file.uploaded: {known:,} file ids known, {med:.2f} s ({known / med:,.0f} ids/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--shoots", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--bucket", default="bench-reconcile")
+    parser.add_argument("--files-events", type=int, default=0,
+                        help="Also time known_uploads after producing this many messages to `files` (own stack only).")
     args = parser.parse_args()
     settings = Settings()
     store = open_store(settings.storage.model_copy(update={"bucket": args.bucket}))
@@ -75,6 +105,8 @@ def main() -> None:
     print(f"extrapolated to {TARGET:,} originals: full sweep {math.ceil(TARGET / PAGE)} LIST calls, "
           f"~{TARGET / count * full_med:.1f} s of listing; an incremental pass lists only active shoots "
           f"(~{one_med * 1000:.0f} ms per shoot of up to 1,000 photos)")
+    if args.files_events:
+        time_known_uploads(settings, args.files_events, args.runs)
 
 
 if __name__ == "__main__":
