@@ -293,6 +293,8 @@ def test_a_singleton_stage_is_one_replica_with_probes_and_no_autoscaling(stage: 
     docs = [d for name, d in k8s_documents() if name == f"{stage}.yaml"]
     [deployment] = docs
     assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 1
+    # A new pod is never ready while the old one holds the partition: a rolling update would hang.
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["worker", stage]
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
