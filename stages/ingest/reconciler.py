@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from pipeline.contracts.events import FILE_UPLOADED, SHOOT_CREATED
 from pipeline.contracts.topics import FILES, SHOOTS
 from pipeline.envelope import H_EVENT_TYPE, headers_dict
+from pipeline.errors import Unavailable
 from pipeline.kafka_config import consumer_config
 from pipeline.publisher import Outgoing, Publisher
 from pipeline.settings import Settings
@@ -77,7 +79,8 @@ def _read_to_end(
     """Read the partitions `starts` picks from their given offsets up to their current end.
 
     The end is reached at the partition-EOF event, which also holds on topics written in Kafka
-    transactions (their last offset is a commit marker no consumer receives).
+    transactions (their last offset is a commit marker no consumer receives). Raises Unavailable
+    when nothing at all arrives for `timeout_s` (the broker went away mid-read), so a pass never hangs.
     """
     config = consumer_config(settings, f"darkroom.reconciler.{uuid.uuid4().hex}")
     config["enable.partition.eof"] = True
@@ -88,10 +91,16 @@ def _read_to_end(
         if not pending:
             return
         consumer.assign(assignment)
+        last_progress = time.monotonic()
         while pending:
             if stop is not None and stop.is_set():
                 raise Interrupted("reconcile pass interrupted: the worker is stopping")
-            for msg in consumer.consume(500, timeout=1.0):
+            batch = consumer.consume(500, timeout=1.0)
+            if batch:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout_s:
+                raise Unavailable(f"reading {sorted(pending)} got nothing from Kafka for {timeout_s:.0f}s")
+            for msg in batch:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:

@@ -54,3 +54,6 @@ def test_the_reconcile_worker_publishes_lost_uploads_alone_and_a_spare_takes_ove
     files.poll(1.0)
     # The pass that found `second-1` saw `first-1` on `files` and emitted nothing more for it.
     assert len({s.envelope().event_id for s in events_of(files.seen, FILE_UPLOADED, {"first-1"})}) == 1
+    # SIGTERM: the ticker stops, a pass in progress is interrupted, the tick is committed or left for the next holder.
+    spare.signal(signal.SIGTERM)
+    assert spare.wait(60) == 0
