@@ -190,6 +190,7 @@ def reconcile(
 
     An incremental pass also lists `also_shoots` (e.g. the `recent_shoots` of the previous pass,
     whose too-recent originals may have lost their notification).
+
     The grace period leaves time for the notification path to do its job first; a duplicate would
     be harmless anyway (same event id, idempotent renditions). `stop` interrupts a long pass
     (raises Interrupted) before anything is published.
