@@ -45,7 +45,7 @@ from web.cli import studio_url
 
 # Every stage of the product, one worker each; resize scales to two on lag.
 FLEET = ("ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1,"
-         "analytics=1")
+         "analytics=1,reconcile=1")
 STUDIO_PIPELINE = Path("examples/pipeline.yaml")
 
 

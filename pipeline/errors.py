@@ -16,6 +16,23 @@ class TransientError(Exception):
     """Worth retrying: an outage or timeout of something we depend on."""
 
 
+class Unavailable(TransientError):
+    """A dependency (the broker, the object store) is away: an outage, not a fault of the event at hand.
+
+    The runner retries these with capped backoff for as long as the outage lasts, its partition
+    paused, and never counts them toward dead-lettering (pipeline/runner.py, step 5): an outage
+    longer than the retry budget must not fill the dead-letter queue. Raise it only when nothing
+    about the event can be the cause (no answer at all, a gateway saying the service is down);
+    a dependency that answers with an error still counts, so a poison event cannot stall its
+    partition forever.
+    """
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says a dependency is away (see Unavailable)."""
+    return isinstance(exc, Unavailable)
+
+
 class PermanentError(Exception):
     """Never worth retrying: the input itself is bad. The event is dead-lettered with this message."""
 

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from pipeline.envelope import Envelope, envelope_headers
-from pipeline.errors import PermanentError, TransientError
+from pipeline.errors import PermanentError, Unavailable
 from pipeline.progress import Heartbeat, unwatched
 from pipeline.topics import TopicNames
 from pipeline.tracing import context_from_headers, headers_with_span
@@ -40,8 +40,11 @@ class Outgoing:
         return cls(topic, key.encode(), envelope.to_bytes(), headers)
 
 
-class DeliveryFailed(TransientError):
-    """The broker did not acknowledge a message in time; publishing again is safe (idempotent ids)."""
+class DeliveryFailed(Unavailable):
+    """The broker did not acknowledge a message in time; publishing again is safe (idempotent ids).
+
+    An outage (see pipeline.errors.Unavailable): retried for as long as the broker stays away.
+    """
 
 
 class Publisher:

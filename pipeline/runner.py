@@ -10,7 +10,10 @@ Commit steps, in order, for every message:
 5. Only then is the offset finished, which lets the next message of its key run. A transient failure
    instead schedules a retry with backoff and jitter (pipeline/retry_schedule.py) and pauses the
    partition meanwhile; a permanent failure (or exhausted retries) publishes a dead letter and, once
-   that is acknowledged, finishes the offset.
+   that is acknowledged, finishes the offset. Outages (pipeline.errors.Unavailable: the broker did not
+   acknowledge in time, the object store gave no answer) are retried at the capped backoff for as long
+   as they last and do not use up the retry budget: the event is not at fault, and a dead letter
+   for every event in flight during a long outage would lose nothing but help nobody.
 6. Every `commit_interval_s`, on revocation and on shutdown, each partition commits up to its lowest
    unfinished offset. A crash before that redoes the work; idempotent outputs make the redo harmless.
 
@@ -41,7 +44,7 @@ from opentelemetry.trace import Tracer
 from pipeline.bounded import CallTimedOut, call_bounded, close_quietly
 from pipeline.dead_letter import dead_letter
 from pipeline.envelope import H_EVENT_TYPE, headers_dict, now_ms
-from pipeline.errors import ErrorKind
+from pipeline.errors import ErrorKind, is_outage
 from pipeline.key_order import TP, KeyOrder
 from pipeline.offsets import PartitionOffsets
 from pipeline.progress import Progress, unwatched
@@ -120,6 +123,7 @@ class _Job:
     generation: int
     event_type: str = NO_EVENT_TYPE
     attempts: int = 0
+    outages: int = 0  # of those attempts, failed for an outage: they do not count toward dead-lettering
     letter: Outgoing | None = None  # set once the message is to be dead-lettered instead of processed
     elapsed_s: float = 0.0  # of the last attempt, set by the worker thread before it reports back
 
@@ -373,7 +377,9 @@ class StageRunner:
             return
         kind = self.stage.classify(error)
         self._observer.failed(job.event_type, kind.value, job.elapsed_s)
-        if kind is ErrorKind.TRANSIENT and not self._retries.exhausted(job.attempts + 1):
+        outage = kind is ErrorKind.TRANSIENT and is_outage(error)
+        if outage or (kind is ErrorKind.TRANSIENT and not self._retries.exhausted(job.attempts - job.outages + 1)):
+            job.outages += outage
             self._schedule_retry(job, part, error)
             return
         job.attempts += 1
@@ -496,6 +502,15 @@ class StageRunner:
 
     def _forget(self, tps: list[TP]) -> None:
         gone = set(tps)
+        # librdkafka keeps a partition's pause flag after it leaves the assignment: one paused here (a
+        # retry pending, as in a broker outage long enough to cost the group membership) came back
+        # paused at the next assignment and was never read again. Resume it while it is still ours.
+        stale = [TopicPartition(t, p) for t, p in gone & self._paused]
+        if stale:
+            try:
+                self._consumer.resume(stale)
+            except KafkaException as exc:
+                log.warning("%s: could not resume %s before giving them up: %s", self.stage.name, stale, exc)
         for tp in gone:
             self._partitions.pop(tp, None)
         self._order.forget(gone)

@@ -169,6 +169,18 @@ class OrchestrationSettings(BaseModel):
     link_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
 
 
+class ReconcileSettings(BaseModel):
+    """The reconcile worker (`darkroom worker reconcile`): how often it looks for lost notifications."""
+
+    # Seconds between two passes. A lost notification is found within interval + grace when any
+    # event of its shoot passed meanwhile, else at the next full sweep (stages/ingest/reconcile_stage.py).
+    interval_s: float = Field(default=60.0, gt=0)
+    # Originals younger than this are left to the notification path (it usually wins by far).
+    grace_s: float = Field(default=60.0, ge=0)
+    # Every Nth pass lists every original and reads all of `files` (1 = always a full sweep).
+    full_sweep_every: int = Field(default=10, ge=1)
+
+
 class DevStackSettings(BaseModel):
     """Where the local stack lives and listens."""
 
@@ -228,6 +240,7 @@ class Settings(BaseSettings):
     dev: DevStackSettings = Field(default_factory=DevStackSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     # The rendition graph (YAML, see pipeline/contracts/renditions.py); unset = the built-in `web` rendition only.
     pipeline_file: Path | None = None
     # Name written in the `producer` field of every event this process publishes.

@@ -6,7 +6,7 @@ Use :func:`open_store` with ``Settings().storage`` to get an :class:`ObjectStore
 The S3 libraries (boto3, minio) are imported only by the adapter that is configured.
 """
 
-from storage.errors import ObjectNotFound, StorageConfigError, StorageError, StorageUnavailable
+from storage.errors import ObjectNotFound, StorageConfigError, StorageError, StorageOutage, StorageUnavailable
 from storage.factory import open_store
 from storage.keys import (
     ORIGINALS_PREFIX,
@@ -14,6 +14,7 @@ from storage.keys import (
     OriginalRef,
     file_id_of,
     original_key,
+    originals_prefix,
     parse_original_key,
     rendition_key,
     version_of,
@@ -30,10 +31,12 @@ __all__ = [
     "PresignedUpload",
     "StorageConfigError",
     "StorageError",
+    "StorageOutage",
     "StorageUnavailable",
     "file_id_of",
     "open_store",
     "original_key",
+    "originals_prefix",
     "parse_original_key",
     "rendition_key",
     "version_of",

@@ -6,7 +6,7 @@ so every adapter maps its library's exceptions onto these three and chains the o
 
 from __future__ import annotations
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, Unavailable
 
 
 class StorageError(Exception):
@@ -27,6 +27,15 @@ class StorageUnavailable(StorageError):
     Raised for refused or reset connections, timeouts, HTTP 5xx and throttling (503 SlowDown).
     """
 
+
+class StorageOutage(StorageUnavailable, Unavailable):
+    """The S3 server is away: no answer at all, or a gateway's 502/503/504. Never the event's fault,
+    so the stage runner retries it for as long as it lasts without dead-lettering (pipeline.errors.Unavailable).
+    A server that answers 500 or throttles still counts toward the retry budget."""
+
+
+# HTTP statuses of a proxy or load balancer whose S3 backend is down (or of a server shutting down).
+OUTAGE_STATUSES = frozenset({502, 503, 504})
 
 # S3 error codes that mean "try again later" even when the status code alone would not say so
 # (e.g. RequestTimeout is a 400, throttling may come as 503 or 429).
@@ -69,7 +78,8 @@ def classify(
     code_str = code or "no error code"
     status_str = f"HTTP {status}" if status is not None else "no HTTP status"
     if code in TRANSIENT_CODES or status == 429 or (status is not None and status >= 500):
-        return StorageUnavailable(
+        unavailable = StorageOutage if status in OUTAGE_STATUSES and code != "SlowDown" else StorageUnavailable
+        return unavailable(
             f"{what} failed: the server is busy or failing ({code_str}, {status_str}: {detail}); "
             "retry later, and check the S3 server's health and logs if it persists"
         )
@@ -88,10 +98,10 @@ def classify(
     return StorageError(f"{what} failed ({code_str}, {status_str}): {detail}")
 
 
-def unreachable(*, op: str, endpoint: str, bucket: str, key: str | None, detail: str) -> StorageUnavailable:
+def unreachable(*, op: str, endpoint: str, bucket: str, key: str | None, detail: str) -> StorageOutage:
     """Build the exception for a request that never got an answer (refused, reset, timed out)."""
     target = f"s3://{bucket}/{key}" if key is not None else f"bucket '{bucket}'"
-    return StorageUnavailable(
+    return StorageOutage(
         f"S3 {op} of {target} got no answer from {endpoint} ({detail}); is the S3 server running "
         f"at {endpoint}? (`darkroom dev up` starts the local one; DARKROOM_STORAGE__ENDPOINT_URL "
         "points elsewhere)"

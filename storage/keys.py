@@ -113,6 +113,11 @@ def original_key(shoot_id: str, file_id: str, ext: str) -> str:
     return f"{ORIGINALS_PREFIX}{shoot}/{file}.{_check_ext(ext)}"
 
 
+def originals_prefix(shoot_id: str) -> str:
+    """The prefix of every original of a shoot, ``originals/shoots/{shoot}/``; raises InvalidKey for a bad id."""
+    return f"{ORIGINALS_PREFIX}{_check_id(shoot_id, 'shoot id')}/"
+
+
 def rendition_key(shoot_id: str, file_id: str, rendition: str, ext: str, version: str | None = None) -> str:
     """Key of one rendition: ``renditions/shoots/{shoot}/{file}/{version}/{rendition}.{ext}``.
 

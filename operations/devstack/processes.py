@@ -190,6 +190,18 @@ def stop(service: ServiceProcess, timeout_s: float = 30.0) -> bool:
     return True
 
 
+def kill(service: ServiceProcess, timeout_s: float = 10.0) -> int | None:
+    """SIGKILL the service's process group at once (a crash, for fault tests); returns the pid, None if not running."""
+    pid = service.pid()
+    if pid is None:
+        return None
+    _signal(pid, signal.SIGKILL)
+    if not wait_until_dead(pid, service.marker, timeout_s):
+        raise StackError(f"{service.name} (pid {pid}) survived SIGKILL; check `ps -p {pid}`")
+    service.pidfile.unlink(missing_ok=True)
+    return pid
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True if something already listens on ``host:port`` (a bind attempt is the only reliable test)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from operations.devstack.kafka_broker import KafkaBroker
 from operations.devstack.mailpit import MailServer
-from operations.devstack.processes import StackError, port_in_use, port_owner, tail
+from operations.devstack.processes import StackError, kill, port_in_use, port_owner, tail
 from operations.devstack.versitygw import VersityGateway
 from operations.devstack.web import WebServer
 from orchestration.gallery_links import web_base_url
@@ -280,6 +280,17 @@ class DevStack:
             if self.kafka.stop():
                 stopped.append("kafka")
         return stopped
+
+    def kill(self, service: ServiceName) -> int | None:
+        """SIGKILL one service, as a crash would (no controlled shutdown); returns its pid, None if it was down.
+
+        For fault tests and drills. `up()` brings it back: it starts only what is not running.
+        """
+        if service not in SERVICES:
+            raise StackError(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}")
+        target = {"kafka": self.kafka, "s3": self.s3, "smtp": self.smtp}[service]
+        with self._lock():
+            return kill(target.process)
 
     # --- inspection ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from operations.fleet.dead_letters import count_dead_letters
 from operations.fleet.lag import LagProbe, consumer_factory
-from operations.fleet.spec import parse_workers
+from operations.fleet.spec import default_workers, parse_workers
 from operations.fleet.state import (
     FleetState,
     age,
@@ -36,6 +36,7 @@ from operations.fleet.supervisor import (
     free_port,
     terminate_orphans,
 )
+from pipeline.contracts.renditions import PipelineConfigError, load_rendition_graph
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
@@ -50,9 +51,10 @@ def fleet_group() -> None:
 
 
 @fleet_group.command("up")
-@click.option("--workers", "workers_text", required=True,
+@click.option("--workers", "workers_text", default=None,
               help="Workers per stage: STAGE=N or STAGE=MIN..MAX (scaled on lag), comma-separated, "
-                   "e.g. ingest=1,resize=1..3.")
+                   "e.g. ingest=1,resize=1..3. Default: one worker of every stage the pipeline file needs, "
+                   "the business consumers and the reconciler.")
 @click.option("--lag-per-worker", default=50, show_default=True,
               help="Add a worker while the stage's lag exceeds this many messages per worker.")
 @click.option("--idle", "idle_s", default=30.0, show_default=True, help="Remove a worker after this many seconds without lag.")
@@ -65,18 +67,24 @@ def fleet_group() -> None:
 @click.option("--liveness-failures", "live_failures", default=3, show_default=True, type=click.IntRange(min=1),
               help="A worker failing this many liveness probes in a row is killed and restarted.")
 @click.pass_obj
-def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_s: float, cooldown_s: float,
+def up_command(settings: Settings, workers_text: str | None, lag_per_worker: int, idle_s: float, cooldown_s: float,
                probe_s: float, backoff_s: float, live_s: float, live_failures: int) -> None:
     """Run the fleet until Ctrl-C or SIGTERM, then drain every worker and exit.
 
     Worker logs: <data dir>/logs/fleet/STAGE-N.log. State for `darkroom fleet status`:
     <data dir>/fleet/state.json.
     """
-    try:
-        specs = parse_workers(workers_text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--workers") from exc
     installed = stage_factories()
+    if workers_text is None:
+        try:
+            specs = default_workers(installed, load_rendition_graph(settings.pipeline_file))
+        except PipelineConfigError as exc:
+            raise click.ClickException(f"{exc}; fix DARKROOM_PIPELINE_FILE or give --workers") from exc
+    else:
+        try:
+            specs = parse_workers(workers_text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--workers") from exc
     unknown = [s.stage for s in specs if s.stage not in installed]
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; installed: {', '.join(sorted(installed))}",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import get_args
+
+from pipeline.contracts.renditions import RenditionGraph, ResizeSpec, ThumbnailSpec, WatermarkSpec
 
 _ITEM = re.compile(r"^(?P<stage>[a-z][a-z0-9_-]*)=(?P<min>\d+)(?:\.\.(?P<max>\d+))?$")
 
@@ -44,3 +48,13 @@ def parse_workers(text: str) -> list[StageSpec]:
     if not specs:
         raise ValueError("no stage given, e.g. --workers ingest=1,resize=1..3")
     return list(specs.values())
+
+
+# The stages a pipeline file can give renditions to (the `stage` field of each rendition kind).
+IMAGE_STAGES = frozenset(get_args(kind.model_fields["stage"].annotation)[0] for kind in (ResizeSpec, ThumbnailSpec, WatermarkSpec))
+
+
+def default_workers(installed: Iterable[str], graph: RenditionGraph) -> list[StageSpec]:
+    """One worker of every installed stage the pipeline needs: ingest, the image stages that make a
+    rendition of `graph`, the business consumers and the reconciler (`darkroom fleet up` without --workers)."""
+    return [StageSpec(name, 1, 1) for name in sorted(installed) if name not in IMAGE_STAGES or graph.for_stage(name)]

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.contracts.topics import default_topic_specs
 from pipeline.settings import Settings
+from pipeline.topics import installed_topic_specs
 from pipeline.worker import group_id, stage_factories
 from tests.kustomize import render
 
@@ -39,7 +40,8 @@ K8S_VERSION = "1.30.0"
 OTHER_ENTRYPOINTS = {"bucket": "ensures the bucket through storage.open_store (no CLI command for it)"}
 # Stages on Kubernetes: the stateless ones, scaled by KEDA on their group's lag.
 K8S_STAGES = ("ingest", "resize", "thumbnail", "watermark")
-# Stages on Kubernetes as one replica, not scaled (Deployment name suffix by stage).
+# Stages on Kubernetes as one replica, not scaled: the topic they read has one partition on purpose
+# (Deployment name suffix by stage).
 K8S_SINGLETONS = {"reconcile": "reconciler"}
 # Installed stages that are not on Kubernetes yet, and why (Compose runs every installed stage).
 NOT_ON_K8S = {
@@ -322,6 +324,24 @@ def test_each_stage_has_a_deployment_with_probes_and_a_scaled_object_on_its_lag(
     assert scaled["spec"]["maxReplicaCount"] <= partitions[logical], "more workers than partitions sit idle"
     if stage in stage_factories():
         assert logical in stage_factories()[stage](Settings()).topics
+
+
+@pytest.mark.parametrize("stage", sorted(K8S_SINGLETONS))
+def test_a_singleton_stage_is_one_replica_with_probes_and_no_autoscaling(stage: str) -> None:
+    deployments = [(overlay, d) for overlay, d in k8s_documents() if d["kind"] == "Deployment"
+                   and d["metadata"]["name"].endswith(f"darkroom-{K8S_SINGLETONS[stage]}")]
+    assert {overlay for overlay, _d in deployments} == {overlay.name for overlay in OVERLAYS}
+    for overlay, deployment in deployments:
+        assert deployment["spec"]["replicas"] == 1
+        # A new pod is never ready while the old one holds the partition: a rolling update would hang.
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["worker", stage]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert not [d for o, d in k8s_documents() if o == overlay and d["kind"] == "ScaledObject"
+                    and d["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]]
+    specs = {s.name: s.partitions for s in installed_topic_specs()}
+    assert [specs[t] for t in stage_factories()[stage](Settings()).topics] == [1]
 
 
 # --- commands ----------------------------------------------------------------------------------------
