@@ -93,10 +93,10 @@ def test_a_deployment_with_a_prefix_works_on_its_own_topics_and_group(
     try:
         start_worker("resize", DARKROOM_TOPICS__PREFIX=prefix, DARKROOM_TOPICS__MANAGE="false")
         photo = sample_jpeg(800, 600, 141_000)
-        file_id = f"prefixed-{hashlib.sha256(photo).hexdigest()[:10]}"
-        key = original_key(shoot_id, file_id, "jpg")
+        key = original_key(shoot_id, f"prefixed-{hashlib.sha256(photo).hexdigest()[:10]}", "jpg")
         store.put(key, photo, "image/jpeg")
-        _fid, uploaded = uploaded_event(store.bucket, key, len(photo), hashlib.md5(photo).hexdigest(), "test")  # noqa: S324
+        # The file id is what ingest makes of the key (#11), and every event of the photo is keyed by it.
+        file_id, uploaded = uploaded_event(store.bucket, key, len(photo), hashlib.md5(photo).hexdigest(), "test")  # noqa: S324
         publisher = Publisher(producer_config(mine), names=TopicNames(prefix))
         try:
             publisher.publish_all([Outgoing.event(FILES, file_id, uploaded)])

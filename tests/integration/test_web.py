@@ -244,11 +244,16 @@ def test_a_studio_uploads_in_the_browser_and_the_client_views_and_downloads_from
                                    for s in seen), 120)
     link = invite_mail_link(email)
     assert link.startswith(f"{web_server}/g/")
+    # The gallery page shows what is complete when it opens (it is not live): thumbnails in the studio
+    # come before `proof` and the gallery's own update, so wait for all five in the gallery first.
+    galleries.until(lambda seen: len({s.envelope().data["fileId"] for s in seen if s.event_type == "gallery.updated"
+                                      and s.envelope().data["shootId"] == shoot_id}) >= 5, 120)
     client = watched(browser.new_page())
     assert client.goto(link).status == 200
-    client.wait_for_function("document.querySelectorAll('figure.photo img').length === 5 &&"
-                             " [...document.querySelectorAll('figure.photo img')].every(i => i.complete && i.naturalWidth > 0)",
-                             timeout=60_000)
+    with explained(client, "the client's gallery"):
+        client.wait_for_function("document.querySelectorAll('figure.photo img').length === 5 &&"
+                                 " [...document.querySelectorAll('figure.photo img')].every(i => i.complete && i.naturalWidth > 0)",
+                                 timeout=60_000)
     screenshot(client, "gallery")
     client.click("figure.photo >> nth=0")
     client.wait_for_function("document.querySelector('#viewer-img').complete && "
