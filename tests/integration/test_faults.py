@@ -24,8 +24,8 @@ from pipeline.contracts.events import FILE_PROCESSED, FILE_UPLOADED
 from pipeline.contracts.topics import DEAD_LETTER_QUEUE, FILES, GALLERIES, INVITES, STORAGE_EVENTS
 from pipeline.settings import Settings
 from pipeline.watch import TopicWatcher
-from storage import ObjectStore, original_key
-from storage.upload import file_id_for
+from storage import ObjectStore
+from storage.keys import file_id_of
 from tests.integration.conftest import REPO, make_photos
 from tests.integration.helpers import dead_letters, deliveries, events_of, group_caught_up
 from tests.integration.test_business_flow import caught_up, darkroom, of_type
@@ -46,13 +46,13 @@ def report(fault: str, **figures: object) -> None:
 
 def put_photos(store: ObjectStore, paths: list[Path], shoot_id: str,
                after: Callable[[int], None] = lambda _i: None) -> list[str]:
-    """PUT each photo as an original straight through the store adapter; `after(i)` runs after the i-th."""
+    """PUT each photo as an original under its own name, straight through the store adapter; `after(i)`
+    runs after the i-th. Returns the file ids ingest makes of the keys."""
     ids = []
     for i, path in enumerate(paths):
-        content = path.read_bytes()
-        file_id = file_id_for(path, content, shoot_id)
-        store.put(original_key(shoot_id, file_id, "jpg"), content, content_type="image/jpeg")
-        ids.append(file_id)
+        key = f"originals/shoots/{shoot_id}/{path.name}"
+        store.put(key, path.read_bytes(), content_type="image/jpeg")
+        ids.append(file_id_of(key))
         after(i)
     return ids
 
