@@ -17,7 +17,7 @@ from rich.table import Table
 
 from operations.fleet.dead_letters import count_dead_letters
 from operations.fleet.lag import LagProbe, consumer_factory
-from operations.fleet.spec import parse_workers
+from operations.fleet.spec import StageSpec, fuse_specs, parse_workers
 from operations.fleet.state import (
     FleetState,
     age,
@@ -34,9 +34,10 @@ from operations.fleet.supervisor import (
     free_port,
     terminate_orphans,
 )
+from pipeline.fusion import fusable_stages
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
-from pipeline.worker import group_id, stage_factories
+from pipeline.worker import build_stage, canonical_stage, group_id
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +58,21 @@ def fleet_group() -> None:
 @click.option("--probe-interval", "probe_s", default=2.0, show_default=True, help="Seconds between two lag probes.")
 @click.option("--restart-backoff", "backoff_s", default=1.0, show_default=True,
               help="First restart delay of a crashed worker; doubles per quick crash, up to 30 s.")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="Run the image stages listed as one fused stage (resize+thumbnail+watermark: derived renditions "
+                   "from the parent in memory), with the largest of their worker counts.")
 @click.pass_obj
 def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_s: float, cooldown_s: float,
-               probe_s: float, backoff_s: float) -> None:
+               probe_s: float, backoff_s: float, fuse: bool) -> None:
     """Run the fleet until Ctrl-C or SIGTERM, then drain every worker and exit.
 
     Worker logs: <data dir>/logs/fleet/STAGE-N.log. State for `darkroom fleet status`:
     <data dir>/fleet/state.json.
     """
     try:
-        specs = parse_workers(workers_text)
+        specs = planned_specs(workers_text, fuse)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--workers") from exc
-    installed = stage_factories()
-    unknown = [s.stage for s in specs if s.stage not in installed]
-    if unknown:
-        raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; installed: {', '.join(sorted(installed))}",
-                                 param_hint="--workers")
     path = state_path(settings.dev.data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One supervisor per data dir: a second one would start a second set of workers.
@@ -118,12 +117,28 @@ def up_command(settings: Settings, workers_text: str, lag_per_worker: int, idle_
     click.echo("fleet stopped", err=True)
 
 
+def planned_specs(workers_text: str, fuse: bool = True) -> list[StageSpec]:
+    """The stages `fleet up --workers` runs: parsed, fused unless `fuse` is off, every name installed (ValueError)."""
+    specs = parse_workers(workers_text)
+    if fuse:
+        specs = fuse_specs(specs, fusable_stages())
+    # Canonical names (fused stages sorted): the worker's consumer group is darkroom.<that name>.
+    return [StageSpec(canonical_stage(s.stage), s.minimum, s.maximum) for s in specs]
+
+
+def _is_stage(name: str) -> bool:
+    try:
+        canonical_stage(name)
+    except ValueError:
+        return False
+    return True
+
+
 def lag_probe(settings: Settings, stages: list[str]) -> LagProbe:
     """A lag probe for the groups of `stages`; each stage is built once to learn which topics it reads."""
-    factories = stage_factories()
     topics: dict[str, tuple[str, ...]] = {}
     for name in stages:
-        stage = factories[name](settings)
+        stage = build_stage(name, settings)
         try:
             topics[group_id(name)] = tuple(stage.topics)
         finally:
@@ -152,7 +167,7 @@ def status_command(settings: Settings, as_json: bool, no_dlq: bool) -> None:
 def build_status(settings: Settings, state: FleetState, count_dlq: bool = True) -> dict[str, Any]:
     """The status report: the supervisor's state file, refreshed with live lag, health and dead letters."""
     running = state.state != "stopped" and pid_alive(state.supervisor_pid)
-    probe = lag_probe(settings, [s for s in state.stages if s in stage_factories()])
+    probe = lag_probe(settings, [s for s in state.stages if _is_stage(s)])
     dlq: dict[str, int] | None = None
     dlq_error = None
     if count_dlq:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
-_ITEM = re.compile(r"^(?P<stage>[a-z][a-z0-9_-]*)=(?P<min>\d+)(?:\.\.(?P<max>\d+))?$")
+from pipeline.fusion import fused_name, split_stages
+
+# A stage, or stages run fused joined by `+` (`resize+thumbnail+watermark=2`, see pipeline/fusion.py).
+_ITEM = re.compile(r"^(?P<stage>[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*)=(?P<min>\d+)(?:\.\.(?P<max>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,26 @@ def parse_workers(text: str) -> list[StageSpec]:
     if not specs:
         raise ValueError("no stage given, e.g. --workers ingest=1,resize=1..3")
     return list(specs.values())
+
+
+def fuse_specs(specs: list[StageSpec], fusable: Collection[str]) -> list[StageSpec]:
+    """The fleet with its fusable stages run as one fused stage (`resize=2,thumbnail=2,watermark=2` → `resize+thumbnail+watermark=2`).
+
+    The stages of `specs` that `fusable` names (including those already written fused) become one stage
+    in the place of the first, with the largest minimum and the largest maximum among them: one fused
+    worker does the work a worker of each did, from one read and one decode per photo. Fewer than two
+    such stages: `specs` unchanged.
+    """
+    fusing = [s for s in specs if all(part in fusable for part in split_stages(s.stage))]
+    stages = [part for s in fusing for part in split_stages(s.stage)]
+    if len(set(stages)) < 2:
+        return list(specs)
+    merged = StageSpec(fused_name(stages), max(s.minimum for s in fusing), max(s.maximum for s in fusing))
+    out: list[StageSpec] = []
+    for spec in specs:
+        if spec in fusing:
+            if merged not in out:
+                out.append(merged)
+        else:
+            out.append(spec)
+    return out
