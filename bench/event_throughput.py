@@ -14,6 +14,8 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
@@ -130,19 +132,26 @@ def run_framework(settings: Settings, topic_in: str, topic_out: str, count: int)
     return count / elapsed
 
 
-def measure(settings: Settings, events: int, runs: int) -> list[ThroughputResult]:
-    """`runs` rounds, each on fresh topics, raw and framework alternating who goes first."""
+def measure(settings: Settings, events: int, runs: int,
+            around_framework: Callable[[], AbstractContextManager[None]] | None = None) -> list[ThroughputResult]:
+    """`runs` rounds, each on fresh topics, raw and framework alternating who goes first.
+
+    `around_framework` wraps the first round's framework run (the harness profiles it with py-spy).
+    """
     results = []
     for i in range(runs):
+        wrap = around_framework if (around_framework is not None and i == 0) else nullcontext
         tag = uuid.uuid4().hex[:8]
         topic_in, out_raw, out_fw = f"bench.in.{tag}", f"bench.raw.{tag}", f"bench.fw.{tag}"
         _make_topics(settings, [topic_in, out_raw, out_fw])
         _fill(settings, topic_in, events)
         if i % 2 == 0:
             raw = run_raw(settings, topic_in, out_raw, events)
-            fw = run_framework(settings, topic_in, out_fw, events)
+            with wrap():
+                fw = run_framework(settings, topic_in, out_fw, events)
         else:
-            fw = run_framework(settings, topic_in, out_fw, events)
+            with wrap():
+                fw = run_framework(settings, topic_in, out_fw, events)
             raw = run_raw(settings, topic_in, out_raw, events)
         results.append(ThroughputResult(events, raw, fw))
     return results
