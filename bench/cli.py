@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -95,7 +96,7 @@ def run_command(settings: Settings, photos: int, runs: int, workers: tuple[str, 
             task = bars.add_task(description, total=total)
             return lambda done, _total: bars.update(task, completed=done)
 
-        bench = Bench(settings, config, echo=lambda msg: console.print(f"[dim]{msg}[/dim]"), progress=progress)
+        bench = Bench(settings, config, echo=lambda msg: console.print(f"[dim]{escape(msg)}[/dim]"), progress=progress)
         try:
             report = bench.run()
         except (StackError, FleetError, ThumborError, TimeoutError) as exc:
