@@ -19,6 +19,9 @@ published. Two seams make it cheap, both scoped to one chain on one thread:
   (`stages.imaging.as_parent`: web's pixels, computed once, before web is encoded) instead of
   decoding the bytes they are handed.
 
+Siblings (thumb and proof, both from web) are made at once on two threads, so a photo's chain takes
+as long as its longest branch (latency), for the same CPU (throughput).
+
 One difference a consumer could measure: a `fit: inside` rendition derived in memory may be one pixel
 wider or taller than the same rendition made apart, because libvips rounds differently after JPEG
 shrink-on-load than after resampling pixels (both fit the box; `cover`/`exact` boxes and renditions
@@ -31,10 +34,12 @@ overwrites the same keys and republishes the same ids.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar, copy_context
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +72,33 @@ _UPLOADED = FILE_UPLOADED.encode()
 _PROCESSED = FILE_PROCESSED.encode()
 
 
-class _Chain(threading.local):
-    """What one chain (one consumed event, on one thread) holds in memory: objects by key, parent pixels by name."""
+@dataclass
+class _ChainState:
+    """What one chain (one consumed event) holds in memory: objects by key, parent pixels by rendition name."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    pixels: dict[str, pyvips.Image] = field(default_factory=dict)
+
+
+class _Chain:
+    """The chain being made, in a context variable: the thread running a chain and the threads it hands
+    children to (with its context) see the same state; other threads, and code outside a chain, none."""
 
     def __init__(self) -> None:
-        self.active = False
-        self.objects: dict[str, bytes] = {}
-        self.pixels: dict[str, pyvips.Image] = {}
+        self._current: ContextVar[_ChainState | None] = ContextVar(f"fused-chain-{id(self)}", default=None)
+
+    @property
+    def state(self) -> _ChainState | None:
+        return self._current.get()
 
     @contextmanager
     def run(self) -> Iterator[None]:
-        self.active = True
+        # The pixels of a photo must not outlive its chain (memory) nor leak into the next one.
+        token = self._current.set(_ChainState())
         try:
             yield
-        finally:  # the pixels of a photo must not outlive its chain (memory) nor leak into the next one
-            self.active = False
-            self.objects.clear()
-            self.pixels.clear()
+        finally:
+            self._current.reset(token)
 
 
 class ChainStore:
@@ -98,18 +113,19 @@ class ChainStore:
         return self._store.bucket
 
     def get(self, key: str) -> bytes:
-        chain = self._chain
-        if chain.active and key in chain.objects:
-            return chain.objects[key]
+        state = self._chain.state
+        if state is not None and key in state.objects:
+            return state.objects[key]
         data = self._store.get(key)
-        if chain.active:
-            chain.objects[key] = data
+        if state is not None:
+            state.objects[key] = data
         return data
 
     def put(self, key: str, data: bytes, *args: Any, **kwargs: Any) -> ObjectInfo:
         info = self._store.put(key, data, *args, **kwargs)
-        if self._chain.active:
-            self._chain.objects[key] = data
+        state = self._chain.state
+        if state is not None:
+            state.objects[key] = data
         return info
 
     def __getattr__(self, name: str) -> Any:  # head, exists, list, delete, presign_get, ping, …: the store's own
@@ -154,13 +170,14 @@ class FusedChain:
         chain, is_parent = self._chain, name in self.parents
 
         def make(data: bytes) -> Rendition:
-            parent = chain.pixels.get(spec.source) if chain.active else None
+            state = chain.state
+            parent = state.pixels.get(spec.source) if state is not None else None
             pixels = bound.render(parent if parent is not None else data)
-            if not (is_parent and chain.active):
+            if not is_parent or state is None:
                 return encode(pixels.image, bound.output, what=pixels.what)
             with vips_errors(pixels.what):  # pixels are computed here: a corrupt upload fails here, as ImageRejected
                 image = as_parent(pixels.image, keep_copyright=spec.keep_copyright)
-            chain.pixels[name] = image
+            state.pixels[name] = image
             return encode(image, bound.output, what=pixels.what)
 
         return make
@@ -195,6 +212,7 @@ class FusedRenditionStage(EventStage):
         self._subs = list(sub_stages)
         self._source_headers = {src.encode() for src in chain.external_sources if src != ORIGINAL}
         self._parent_headers = {name.encode() for name in chain.parents}
+        self._children: ThreadPoolExecutor | None = None  # made on first use: siblings run at once
 
     @property
     def sources(self) -> set[str]:
@@ -228,18 +246,39 @@ class FusedRenditionStage(EventStage):
             pending: deque[tuple[Event[BaseModel], str | None]] = deque([(event, traceparent)])
             while pending:
                 current, parent_trace = pending.popleft()
-                for sub in self._subs:
-                    for message in sub.handle(current, parent_trace):
-                        out.append(message)
-                        headers = headers_dict(message.headers)
-                        if headers.get(H_RENDITION) in self._parent_headers:
-                            # What Kafka would have delivered to the child stages, built by the framework.
-                            trace = headers.get(H_TRACEPARENT)
-                            pending.append((self.registry.decode(message.value), trace.decode() if trace else None))
+                for message in self._siblings(current, parent_trace):
+                    out.append(message)
+                    headers = headers_dict(message.headers)
+                    if headers.get(H_RENDITION) in self._parent_headers:
+                        # What Kafka would have delivered to the child stages, built by the framework.
+                        trace = headers.get(H_TRACEPARENT)
+                        pending.append((self.registry.decode(message.value), trace.decode() if trace else None))
         return out
+
+    def _siblings(self, event: Event[BaseModel], traceparent: str | None) -> list[Outgoing]:
+        """The outputs of every sub-stage that derives from `event`'s rendition, in stage order.
+
+        Siblings (thumb and proof from web) run at once: the first on this thread, the others on the
+        stage's child threads with this chain's context (libvips releases the GIL), so a photo's chain
+        takes the time of its longest branch, not the sum. Their work is the same.
+        """
+        payload = event.payload
+        source = ORIGINAL if isinstance(payload, FileUploaded) else getattr(payload, "rendition", None)
+        working = [s for s in self._subs if source in s.sources]
+        if len(working) <= 1:
+            return [m for s in working for m in s.handle(event, traceparent)]
+        if self._children is None:
+            self._children = ThreadPoolExecutor(max_workers=len(self._subs), thread_name_prefix=f"{self.name}-child")
+        others = [self._children.submit(copy_context().run, s.handle, event, traceparent) for s in working[1:]]
+        first = working[0].handle(event, traceparent)
+        return first + [m for future in others for m in future.result()]
 
     def classify(self, exc: BaseException) -> ErrorKind:
         return self._subs[0].classify(exc) if self._subs else super().classify(exc)
+
+    def close(self) -> None:
+        if self._children is not None:
+            self._children.shutdown(wait=False, cancel_futures=True)
 
 
 def fused_image_stage(

@@ -210,3 +210,24 @@ def test_the_worker_builds_the_fused_stage_from_the_pipeline_file(monkeypatch: p
     assert isinstance(stage, FusedRenditionStage) and stage.name == "resize+thumbnail+watermark"
     out = run(stage, upload(store, photo()))
     assert [body(m).data["rendition"] for m in out] == ["web", "thumb", "proof"]
+
+
+def test_sibling_renditions_are_made_at_once_on_two_threads_with_the_parent_in_memory() -> None:
+    import threading
+
+    class Recording(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.put_by: dict[str, str] = {}
+
+        def put(self, key, data, content_type="", metadata=None):  # type: ignore[no-untyped-def]
+            self.put_by[key.rsplit("/", 1)[1]] = threading.current_thread().name
+            return super().put(key, data, content_type, metadata)
+
+    store = Recording()
+    stage = fused(store)
+    out = run(stage, upload(store, photo()))
+    assert [body(m).data["rendition"] for m in out] == ["web", "thumb", "proof"]  # stage order, whatever finished first
+    assert store.put_by["thumb.webp"] != store.put_by["proof.jpg"]
+    assert len(store.gets) == 1  # the child thread read web from the chain's memory too, not from the store
+    stage.close()
