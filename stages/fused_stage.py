@@ -78,6 +78,10 @@ class _ChainState:
 
     objects: dict[str, bytes] = field(default_factory=dict)
     pixels: dict[str, pyvips.Image] = field(default_factory=dict)
+    # Keep what is read, not only what is written: only when several sub-stages read the consumed source
+    # (a partial fusion: thumbnail and watermark both from web). Else an original of 13 MB would stay
+    # in memory until the chain ends, for nobody (peak RSS, bench/RESULTS.md).
+    keep_reads: bool = False
 
 
 class _Chain:
@@ -92,9 +96,9 @@ class _Chain:
         return self._current.get()
 
     @contextmanager
-    def run(self) -> Iterator[None]:
+    def run(self, keep_reads: bool = False) -> Iterator[None]:
         # The pixels of a photo must not outlive its chain (memory) nor leak into the next one.
-        token = self._current.set(_ChainState())
+        token = self._current.set(_ChainState(keep_reads=keep_reads))
         try:
             yield
         finally:
@@ -117,7 +121,7 @@ class ChainStore:
         if state is not None and key in state.objects:
             return state.objects[key]
         data = self._store.get(key)
-        if state is not None:
+        if state is not None and state.keep_reads:
             state.objects[key] = data
         return data
 
@@ -149,12 +153,15 @@ class FusedChain:
         self.parents = {spec.source for name, spec in graph.renditions.items() if name in made} & made
         # Sources the chain needs from outside: the upload, or renditions of stages that are not fused.
         self.external_sources = {graph.renditions[name].source for name in made} - made
+        # External sources that renditions of more than one stage read: worth keeping once read.
+        self.shared_sources = {src for src in self.external_sources
+                               if len({graph.renditions[n].stage for n in made if graph.renditions[n].source == src}) > 1}
         self._chain = _Chain()
 
     @contextmanager
-    def run(self) -> Iterator[None]:
-        """One chain on this thread: parents and objects kept in memory until it ends."""
-        with self._chain.run():
+    def run(self, source: str = ORIGINAL) -> Iterator[None]:
+        """One chain from `source`: parents and written objects kept in memory until it ends."""
+        with self._chain.run(keep_reads=source in self.shared_sources):
             yield
 
     def store(self, store: ObjectStore) -> ChainStore:
@@ -242,7 +249,7 @@ class FusedRenditionStage(EventStage):
             # Any other event a sub-stage handles (none today) goes to each sub-stage that takes it.
             return [m for s in self._subs if event.envelope.event_type in s.event_types for m in s.handle(event, traceparent)]
         out: list[Outgoing] = []
-        with self._chain.run():
+        with self._chain.run(ORIGINAL if isinstance(payload, FileUploaded) else payload.rendition):
             pending: deque[tuple[Event[BaseModel], str | None]] = deque([(event, traceparent)])
             while pending:
                 current, parent_trace = pending.popleft()
