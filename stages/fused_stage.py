@@ -17,7 +17,9 @@ published. Two seams make it cheap, both scoped to one chain on one thread:
   (web, just written) is served from memory instead of a GET;
 - the makers of the sub-stages take their source's pixels from memory when the chain holds them
   (`stages.imaging.as_parent`: web's pixels, computed once, before web is encoded) instead of
-  decoding the bytes they are handed.
+  decoding the bytes they are handed. A rendition nothing derives from runs its whole transform on
+  those pixels (so whatever a transform adds, a placeholder say, is there too); a parent is its
+  transform's pixels step, kept, then encoded.
 
 Siblings (thumb and proof, both from web) are made at once on two threads, so a photo's chain takes
 as long as its longest branch (latency), for the same CPU (throughput).
@@ -179,9 +181,10 @@ class FusedChain:
         def make(data: bytes) -> Rendition:
             state = chain.state
             parent = state.pixels.get(spec.source) if state is not None else None
-            pixels = bound.render(parent if parent is not None else data)
+            source = parent if parent is not None else data
             if not is_parent or state is None:
-                return encode(pixels.image, bound.output, what=pixels.what)
+                return bound.make(source)  # the whole transform (with whatever it adds, e.g. a placeholder)
+            pixels = bound.render(source)
             with vips_errors(pixels.what):  # pixels are computed here: a corrupt upload fails here, as ImageRejected
                 image = as_parent(pixels.image, keep_copyright=spec.keep_copyright)
             state.pixels[name] = image

@@ -2,8 +2,9 @@
 
 Every image stage is the generic `RenditionStage` (stages/rendition_stage.py) given one bound
 transform per rendition the graph declares for it; this table is the only place that says which
-transform a stage runs. A row binds a transform's *pixels* step (source bytes, or a parent's pixels
-in memory for a fused worker, see stages/fused_stage.py); encoding is the same for every stage. A new image stage is a folder with a pure `transform.py`, one row here and
+transform a stage runs. A row binds the whole transform (source bytes, or a parent's pixels in memory
+for a fused worker, see stages/fused_stage.py) and its pixels step alone (what a fused chain keeps in
+memory when other renditions derive from this one). A new image stage is a folder with a pure `transform.py`, one row here and
 its `darkroom.stages` entry point in pyproject.toml.
 """
 
@@ -25,12 +26,12 @@ from pipeline.contracts.renditions import (
 )
 from pipeline.registry import EventRegistry
 from pipeline.settings import Settings
-from stages.imaging import ImageLimits, OutputOptions, Pixels, Rendition, Source, configure_vips, encode
+from stages.imaging import ImageLimits, OutputOptions, Pixels, Rendition, Source, configure_vips
 from stages.rendition_stage import RenditionMaker, RenditionStage
-from stages.resize.transform import resize_pixels
-from stages.thumbnail.transform import thumbnail_pixels
+from stages.resize.transform import resize, resize_pixels
+from stages.thumbnail.transform import thumbnail, thumbnail_pixels
 from stages.watermark.logo import read_logo
-from stages.watermark.transform import prepare_watermark, watermark_pixels
+from stages.watermark.transform import prepare_watermark, watermark, watermark_pixels
 from storage import ObjectStore, open_store
 
 
@@ -43,14 +44,35 @@ class BindContext:
     base_dir: Path  # relative logo paths are relative to the pipeline file's folder
 
 
-# A transform's pixels step with its spec bound: source bytes, or a parent rendition's pixels, in.
+# A transform with its spec bound: source bytes, or a parent rendition's pixels, in; encoded rendition out.
+Transform = Callable[[Source], Rendition]
+# Its pixels step alone, before encoding: what a fused chain keeps in memory for derived renditions.
 Renderer = Callable[[Source], Pixels]
 
 
-def _bind_watermark(spec: WatermarkSpec, ctx: BindContext) -> Renderer:
+@dataclass(frozen=True)
+class BoundRendition:
+    """One rendition of the graph with its transform bound: the whole transform, and its pixels step alone."""
+
+    make: Transform
+    render: Renderer
+    output: OutputOptions
+
+
+def _bind(transform: Callable[..., Rendition], pixels: Callable[..., Pixels]) -> Callable[[Any, BindContext], BoundRendition]:
+    def bind(spec: Any, ctx: BindContext) -> BoundRendition:
+        return BoundRendition(partial(transform, spec=spec, limits=ctx.limits), partial(pixels, spec=spec, limits=ctx.limits),
+                              OutputOptions.from_spec(spec))
+
+    return bind
+
+
+def _bind_watermark(spec: WatermarkSpec, ctx: BindContext) -> BoundRendition:
     # The mark (logo read and decoded, or text rendered) is prepared once per worker, not per photo.
     logo = read_logo(spec.image, ctx.store, ctx.base_dir) if spec.image is not None else None
-    return partial(watermark_pixels, prepared=prepare_watermark(spec, logo, ctx.limits), limits=ctx.limits)
+    prepared = prepare_watermark(spec, logo, ctx.limits)
+    return BoundRendition(partial(watermark, prepared=prepared, limits=ctx.limits),
+                          partial(watermark_pixels, prepared=prepared, limits=ctx.limits), OutputOptions.from_spec(spec))
 
 
 @dataclass(frozen=True)
@@ -58,27 +80,14 @@ class ImageStage:
     """One row of the table: the spec kind a stage's renditions declare, and how one is bound."""
 
     spec: type[ResizeSpec | ThumbnailSpec | WatermarkSpec]
-    bind: Callable[[Any, BindContext], Renderer]
+    bind: Callable[[Any, BindContext], BoundRendition]
 
 
 IMAGE_STAGES: dict[str, ImageStage] = {
-    "resize": ImageStage(ResizeSpec, lambda spec, ctx: partial(resize_pixels, spec=spec, limits=ctx.limits)),
-    "thumbnail": ImageStage(ThumbnailSpec, lambda spec, ctx: partial(thumbnail_pixels, spec=spec, limits=ctx.limits)),
+    "resize": ImageStage(ResizeSpec, _bind(resize, resize_pixels)),
+    "thumbnail": ImageStage(ThumbnailSpec, _bind(thumbnail, thumbnail_pixels)),
     "watermark": ImageStage(WatermarkSpec, _bind_watermark),
 }
-
-
-@dataclass(frozen=True)
-class BoundRendition:
-    """One rendition of the graph with its transform bound: its pixels from a source, and their encoding."""
-
-    render: Renderer
-    output: OutputOptions
-
-    def make(self, source: Source) -> Rendition:
-        """The encoded rendition of `source` (what a `RenditionMaker` returns)."""
-        pixels = self.render(source)
-        return encode(pixels.image, self.output, what=pixels.what)
 
 
 def bound_renditions(stage: str, graph: RenditionGraph, ctx: BindContext) -> dict[str, BoundRendition]:
@@ -88,7 +97,7 @@ def bound_renditions(stage: str, graph: RenditionGraph, ctx: BindContext) -> dic
     for name, spec in graph.for_stage(stage).items():
         if not isinstance(spec, row.spec):
             raise TypeError(f"rendition {name!r} of stage {stage!r} is a {type(spec).__name__}, not a {row.spec.__name__}")
-        bound[name] = BoundRendition(row.bind(spec, ctx), OutputOptions.from_spec(spec))
+        bound[name] = row.bind(spec, ctx)
     return bound
 
 
