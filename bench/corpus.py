@@ -67,3 +67,22 @@ def build(folder: Path, count: int, seed: int = 42, jpeg_only: bool = False) -> 
             tmp.replace(path)
         paths.append(path)
     return paths
+
+
+# "How cost grows": JPEGs of one size each, 4:3 like most camera sensors.
+SIZED: dict[int, tuple[int, int]] = {12: (4000, 3000), 24: (5657, 4243), 48: (8000, 6000)}
+
+
+def build_sized(folder: Path, count: int, megapixels: int, seed: int = 42) -> list[Path]:
+    """`count` JPEGs (q95) of `megapixels` (12, 24 or 48) in `folder`, reused when already there."""
+    width, height = SIZED[megapixels]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"mp{megapixels}-{i:04d}.jpg"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(sample_jpeg(width, height, seed * 100_000 + megapixels * 1000 + i, quality=95))
+            tmp.replace(path)
+        paths.append(path)
+    return paths

@@ -18,7 +18,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from bench.memory import peak_rss_mib
-from operations.fleet.spec import StageSpec, parse_workers
+from operations.fleet.cli import planned_specs
+from operations.fleet.spec import StageSpec
 from operations.fleet.state import (
     FleetState,
     pid_alive,
@@ -42,9 +43,9 @@ class WorkerMemory(BaseModel):
     restarts: int  # a restarted worker's peak covers only its latest process
 
 
-def fixed_specs(text: str) -> list[StageSpec]:
-    """Parse `--workers` and refuse ranges: a benchmark must not scale while it measures."""
-    specs = parse_workers(text)
+def fixed_specs(text: str, fuse: bool = True) -> list[StageSpec]:
+    """The stages `fleet up --workers TEXT [--no-fuse]` runs; ranges refused: a benchmark must not scale while it measures."""
+    specs = planned_specs(text, fuse)
     ranged = [s.stage for s in specs if s.scales]
     if ranged:
         raise ValueError(f"fixed worker counts only (STAGE=N), not ranges: {', '.join(ranged)}")
@@ -79,8 +80,9 @@ def fleet_env(settings: Settings, data_dir: Path, pipeline_file: Path) -> dict[s
 class BenchFleet:
     """One `fleet up` process with fixed worker counts, for the duration of a configuration's runs."""
 
-    def __init__(self, workers: str, env: dict[str, str], data_dir: Path, http_host: str = "127.0.0.1") -> None:
-        self.specs = fixed_specs(workers)
+    def __init__(self, workers: str, env: dict[str, str], data_dir: Path, http_host: str = "127.0.0.1",
+                 fuse: bool = True) -> None:
+        self.specs = fixed_specs(workers, fuse)
         self.data_dir = data_dir
         self.log = data_dir / "fleet.log"
         self._host = http_host
@@ -88,7 +90,7 @@ class BenchFleet:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pipeline", "--log-level", "INFO", "fleet", "up", "--workers", workers,
-                 "--probe-interval", "1"],
+                 "--probe-interval", "1", "--fuse" if fuse else "--no-fuse"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
             )
 

@@ -6,11 +6,14 @@ groups have no backlog, then `runs` rounds of
 1. an end-to-end run at the maximum upload rate (photos/s, latency under load),
 2. for the main (last) configuration, end-to-end runs at fixed rates, a fraction of (1)'s photos/s
    (latency without a queue),
-3. the compute floor and the Pillow baseline on the same photos (bench.offline),
+3. the compute floor and the Pillow baseline on the same photos (bench.offline), and for the main
+   configuration thumbor (bench/thumbor.py, installed into its own virtualenv under the data dir),
 
-so each round's ratios compare figures taken minutes apart, on the same machine state. Then each
-worker's peak RSS, the fleet stops, and after the last configuration the event-throughput
-comparison (bench.event_throughput) runs with no fleet competing for the cores.
+so each round's ratios compare figures taken minutes apart, on the same machine state. Then, for the
+main configuration, "how cost grows": one end-to-end run and one floor run on a corpus of each photo
+size (12, 24, 48 MP). Then each worker's peak RSS, the fleet stops, and after the last configuration
+the event-throughput comparison (bench.event_throughput) runs with no fleet competing for the cores.
+The configurations themselves give the "workers per core" series (1, 4 and 2 fused workers by default).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +36,7 @@ from bench.e2e import E2ERun, Progress, run_e2e
 from bench.event_throughput import measure, summarise
 from bench.fleet import BenchFleet, fixed_specs, fleet_env
 from bench.machine import describe_machine
-from bench.offline import run_offline
+from bench.offline import OfflineResult, run_offline
 from bench.profile import Profiler
 from bench.report import (
     RSS_LIMIT_MIB,
@@ -44,9 +48,11 @@ from bench.report import (
     ProfileResult,
     Report,
     Round,
+    ScalePoint,
     Target,
 )
 from bench.stats import median
+from bench.thumbor import ensure_thumbor, run_thumbor
 from operations.devstack import DevStack
 from pipeline.contracts.renditions import load_rendition_graph
 from pipeline.contracts.topics import FILES, STORAGE_EVENTS
@@ -55,11 +61,14 @@ from pipeline.settings import Settings
 from storage import ObjectStore, open_store
 from storage.upload import expand_paths
 
-# Scaling: one, then two worker processes for each image stage; the last is the main configuration.
+# Scaling: one, four, then two image workers (fused by default: one resize+thumbnail+watermark worker
+# per count); on 2 cores that is 0.5, 2 and 1 per core. The last is the main configuration.
 DEFAULT_WORKERS = (
     "ingest=1,resize=1,thumbnail=1,watermark=1,gallery=1",
+    "ingest=1,resize=4,thumbnail=4,watermark=4,gallery=1",
     "ingest=1,resize=2,thumbnail=2,watermark=2,gallery=1",
 )
+IMAGE_STAGES = ("resize", "thumbnail", "watermark")
 Echo = Callable[[str], None]
 ProgressFactory = Callable[[str, int], Progress]  # (description, total) -> update(done, total)
 
@@ -79,7 +88,11 @@ class BenchConfig:
     baselines: bool = True
     events: int = 10_000
     event_runs: int = 3  # 0 = skip the event-throughput comparison
-    profile: bool = False  # py-spy on a resize worker during the main configuration's first run
+    profile: bool = False  # py-spy on an image worker during the main configuration's first run, and on the event runner
+    fuse: bool = True  # the fleet runs the image stages fused (`fleet up --fuse`)
+    thumbor: bool = True  # thumbor beside the floor and Pillow in the main configuration's rounds
+    sizes: tuple[int, ...] = (12, 24, 48)  # megapixels of the "how cost grows" corpora; () skips them
+    size_photos: int = 10  # photos per size
     pipeline_file: Path = Path("examples/pipeline.yaml")
     out_dir: Path | None = None  # None = <data dir>/bench/<UTC timestamp>
     timeout_s: float = 600.0
@@ -135,6 +148,10 @@ def _summary(rounds: list[Round], fractions: tuple[float, ...],
         over_pillow=median([r.over_pillow for r in rounds]),
         floor_over_pillow=median([r.floor.photos_per_s / r.pillow.photos_per_s if r.floor and r.pillow else None
                                   for r in rounds]),
+        thumbor_photos_per_s=median([r.thumbor.photos_per_s if r.thumbor else None for r in rounds]),
+        over_thumbor=median([r.over_thumbor for r in rounds]),
+        cpu_ms_per_photo=median([r.cpu_ms_per_photo for r in rounds]),
+        floor_cpu_ms_per_photo=median([r.floor.cpu_ms_per_photo if r.floor else None for r in rounds]),
         p50_ms=median([r.e2e.latency_ms.p50 for r in rounds]),
         p95_ms=median([r.e2e.latency_ms.p95 for r in rounds]),
         p99_ms=median([r.e2e.latency_ms.p99 for r in rounds]),
@@ -145,6 +162,7 @@ def _summary(rounds: list[Round], fractions: tuple[float, ...],
 def _targets(configs: list[ConfigResult], events: EventsResult | None) -> list[Target]:
     main = next(c for c in configs if c.main)
     peak = max((w.peak_rss_mib for c in configs for w in c.memory), default=None)
+    half = next((f for f in main.summary.fixed if f.fraction == 0.5), None)
 
     def at_least(value: float | None, goal: float) -> bool | None:
         return None if value is None else value >= goal
@@ -152,13 +170,28 @@ def _targets(configs: list[ConfigResult], events: EventsResult | None) -> list[T
     return [
         Target(name=f"end-to-end / compute floor (`{main.workers}`)", goal="≥ 0.85",
                value=main.summary.over_floor, met=at_least(main.summary.over_floor, 0.85)),
-        Target(name=f"end-to-end / Pillow baseline (`{main.workers}`)", goal="≥ 3",
-               value=main.summary.over_pillow, met=at_least(main.summary.over_pillow, 3.0)),
+        Target(name=f"end-to-end / thumbor, same run (`{main.workers}`)", goal="≥ 4",
+               value=main.summary.over_thumbor, met=at_least(main.summary.over_thumbor, 4.0)),
         Target(name="framework / raw loop, events/s", goal="≥ 0.5",
                value=events.ratio if events else None, met=at_least(events.ratio if events else None, 0.5)),
+        Target(name="latency p50, PUT → gallery.updated, at half the max rate, ms", goal="≤ 500",
+               value=half.p50_ms if half else None,
+               met=None if half is None or half.p50_ms is None else half.p50_ms <= 500),
         Target(name="largest worker peak RSS, MiB (every configuration)", goal=f"≤ {RSS_LIMIT_MIB:.0f}",
                value=peak, met=None if peak is None else peak <= RSS_LIMIT_MIB),
     ]
+
+
+def _image_workers(workers: str, fuse: bool) -> int:
+    """Worker processes that decode originals: the fused stage's, or resize's when run apart."""
+    return sum(s.minimum for s in fixed_specs(workers, fuse) if "resize" in s.stage.split("+"))
+
+
+def _workers_series(configs: list[ConfigResult], cores: int, megapixels: float) -> list[ScalePoint]:
+    return [ScalePoint(series="workers per core", megapixels=megapixels, workers_per_core=c.image_workers / cores,
+                       photos=c.rounds[0].e2e.photos if c.rounds else 0, e2e_photos_per_s=c.summary.photos_per_s,
+                       e2e_cpu_ms_per_photo=c.summary.cpu_ms_per_photo, floor_photos_per_s=c.summary.floor_photos_per_s,
+                       floor_cpu_ms_per_photo=c.summary.floor_cpu_ms_per_photo) for c in configs]
 
 
 class Bench:
@@ -173,7 +206,7 @@ class Bench:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.out_dir = (config.out_dir or settings.dev.data_dir / "bench" / stamp).resolve()
         for workers in config.workers:
-            fixed_specs(workers)  # refuse a bad spec before anything starts
+            fixed_specs(workers, config.fuse)  # refuse a bad spec before anything starts
 
     def run(self) -> Report:
         began = time.monotonic()
@@ -188,21 +221,29 @@ class Bench:
         store = open_store(settings.storage)
         configs: list[ConfigResult] = []
         profile: ProfileResult | None = None
+        self._thumbor_exe = ensure_thumbor(settings.dev.data_dir.resolve() / "bench" / "thumbor-venv", self.echo) \
+            if cfg.thumbor and cfg.baselines else None
+        self.scaling: list[ScalePoint] = []
         for index, workers in enumerate(cfg.workers):
             main = index == len(cfg.workers) - 1
             result, prof = self._configuration(index, workers, main, paths, renditions, store)
             configs.append(result)
             profile = profile or prof
-        events = self._events() if cfg.event_runs > 0 else None
+        events, event_profile = self._events() if cfg.event_runs > 0 else (None, None)
+        cores = os.cpu_count() or 1
+        megapixels = float(_corpus_facts(paths)["megapixels_median"])  # type: ignore[arg-type]
+        scaling = self.scaling + (_workers_series(configs, cores, megapixels) if len(configs) > 1 else [])
         return Report(
             command=cfg.command, machine=describe_machine(),
             settings={"worker threads (DARKROOM_WORKER__THREADS)": settings.worker.threads,
                       "libvips concurrency (DARKROOM_IMAGING__VIPS_CONCURRENCY)": settings.imaging.vips_concurrency,
                       "max in flight": settings.worker.max_in_flight, "storage client": settings.storage.client,
+                      "image stages fused": cfg.fuse,
                       "pipeline": str(cfg.pipeline_file), "renditions": ", ".join(sorted(renditions)),
                       "partitions": partitions, "reference processes": cfg.processes, "runs": cfg.runs},
             corpus=_corpus_facts(paths), configs=configs, events=events, profile=profile,
             targets=_targets(configs, events), wall_seconds=time.monotonic() - began,
+            scaling=scaling, event_profile=event_profile,
         )
 
     def _configuration(self, index: int, workers: str, main: bool, paths: list[Path], renditions: set[str],
@@ -210,7 +251,7 @@ class Bench:
         cfg = self.config
         self.echo(f"fleet {workers}: starting")
         env = fleet_env(self.settings, self.out_dir / f"fleet-{index}", cfg.pipeline_file)
-        fleet = BenchFleet(workers, env, self.out_dir / f"fleet-{index}", self.settings.worker.http_host)
+        fleet = BenchFleet(workers, env, self.out_dir / f"fleet-{index}", self.settings.worker.http_host, cfg.fuse)
         rounds: list[Round] = []
         profile: ProfileResult | None = None
         try:
@@ -220,8 +261,8 @@ class Bench:
             for r in range(1, cfg.runs + 1):
                 profiler = None
                 if cfg.profile and main and r == 1:
-                    resize = [pid for stage, pid, _, _ in fleet.workers() if stage == "resize"]
-                    profiler = Profiler(resize[0], self.out_dir / "profile-resize.txt") if resize else None
+                    resize = [pid for stage, pid, _, _ in fleet.workers() if "resize" in stage.split("+")]
+                    profiler = Profiler(resize[0], self.out_dir / "profile-image-worker.txt") if resize else None
                     if profiler:
                         profiler.start()
                 e2e = self._e2e(store, paths, workers, renditions, None, f"{_label(workers)} round {r}: max rate", fleet)
@@ -234,22 +275,52 @@ class Bench:
                         run = self._e2e(store, paths, workers, renditions, rate,
                                         f"{_label(workers)} round {r}: {rate:.2f} photos/s", fleet)
                         fixed.append(FixedRun(fraction=fraction, run=run))
-                floor = pillow = None
+                floor = pillow = thumbor = None
                 if cfg.baselines:
-                    floor = run_offline("floor", paths, cfg.processes, self.settings.imaging.vips_concurrency)
+                    floor = self._floor(paths)
                     pillow = run_offline("pillow", paths, cfg.processes)
-                rounds.append(Round(index=r, e2e=e2e, fixed=fixed, floor=floor, pillow=pillow))
+                    if main and self._thumbor_exe is not None:
+                        thumbor = run_thumbor(self._thumbor_exe, self.out_dir / "thumbor", paths, cfg.pipeline_file,
+                                              cfg.processes, self.settings.worker.http_host)
+                rounds.append(Round(index=r, e2e=e2e, fixed=fixed, floor=floor, pillow=pillow, thumbor=thumbor))
                 refs = f", floor {floor.photos_per_s:.2f}, Pillow {pillow.photos_per_s:.2f}" if floor and pillow else ""
+                refs += f", thumbor {thumbor.photos_per_s:.2f}" if thumbor else ""
                 self.echo(f"  round {r}: e2e {e2e.photos_per_s:.2f} photos/s (p50 {_sec(e2e.latency_ms.p50)}){refs}")
+            if main:
+                self.scaling += self._sizes(fleet, store, workers, renditions)
             memory = fleet.memory()
         finally:
             fleet.stop()
         by_stage: dict[str, float] = {}
         for w in memory:
             by_stage[w.stage] = max(by_stage.get(w.stage, 0.0), w.peak_rss_mib)
-        result = ConfigResult(workers=workers, main=main, backlog_at_start=backlog, rounds=rounds, memory=memory,
+        result = ConfigResult(workers=workers, main=main, fused=cfg.fuse, image_workers=_image_workers(workers, cfg.fuse),
+                              backlog_at_start=backlog, rounds=rounds, memory=memory,
                               summary=_summary(rounds, cfg.rate_fractions, by_stage))
         return result, profile
+
+    def _floor(self, paths: list[Path]) -> OfflineResult:
+        """The compute floor: the pipeline file's chain, fused, in one process per core."""
+        return run_offline("floor", paths, self.config.processes, self.settings.imaging.vips_concurrency,
+                           pipeline_file=self.config.pipeline_file)
+
+    def _sizes(self, fleet: BenchFleet, store: ObjectStore, workers: str, renditions: set[str]) -> list[ScalePoint]:
+        """How cost grows with the photo: one e2e run and one floor run per corpus size, on the main fleet."""
+        cfg, points = self.config, []
+        cores = os.cpu_count() or 1
+        for mp in cfg.sizes:
+            folder = self.settings.dev.data_dir / "bench" / f"corpus-{mp}mp-seed{cfg.seed}"
+            self.echo(f"  how cost grows: {cfg.size_photos} photos of {mp} MP")
+            paths = corpus_mod.build_sized(folder, cfg.size_photos, mp, cfg.seed)
+            e2e = self._e2e(store, paths, workers, renditions, None, f"{_label(workers)}: {mp} MP", fleet)
+            floor = self._floor(paths) if cfg.baselines else None
+            points.append(ScalePoint(
+                series="photo size", megapixels=mp, workers_per_core=_image_workers(workers, cfg.fuse) / cores,
+                photos=len(paths), e2e_photos_per_s=e2e.photos_per_s,
+                e2e_cpu_ms_per_photo=sum(e2e.cpu_s.values()) * 1000 / e2e.photos if e2e.cpu_s else None,
+                floor_photos_per_s=floor.photos_per_s if floor else None,
+                floor_cpu_ms_per_photo=floor.cpu_ms_per_photo if floor else None))
+        return points
 
     def _e2e(self, store: ObjectStore, paths: list[Path], workers: str, renditions: set[str], rate: float | None,
              what: str, fleet: BenchFleet) -> E2ERun:
@@ -274,13 +345,27 @@ class Bench:
                 pids[f"{name} (stack)"] = service.pid
         return pids
 
-    def _events(self) -> EventsResult:
+    def _events(self) -> tuple[EventsResult, ProfileResult | None]:
         self.echo(f"event throughput: {self.config.event_runs} runs of {self.config.events} events")
-        results = measure(self.settings, self.config.events, self.config.event_runs)
+        profiled: list[ProfileResult] = []
+
+        @contextmanager
+        def profile_framework() -> Iterator[None]:
+            # py-spy on this process while the framework's runner (a thread here) moves the first run's events.
+            profiler = Profiler(os.getpid(), self.out_dir / "profile-event-runner.txt")
+            profiler.start()
+            try:
+                yield
+            finally:
+                profiled.append(profiler.stop())
+
+        results = measure(self.settings, self.config.events, self.config.event_runs,
+                          around_framework=profile_framework if self.config.profile else None)
         s = summarise(results)
         return EventsResult(events=self.config.events,
                             runs=[{"raw_eps": r.raw_eps, "framework_eps": r.framework_eps, "ratio": r.ratio} for r in results],
-                            raw_eps=s["raw_eps"], framework_eps=s["framework_eps"], ratio=s["ratio"])
+                            raw_eps=s["raw_eps"], framework_eps=s["framework_eps"], ratio=s["ratio"]), \
+            (profiled[0] if profiled else None)
 
 
 def _label(workers: str) -> str:

@@ -1,5 +1,10 @@
 """The two in-process references: the compute floor (pyvips) and the Pillow baseline.
 
+The floor is the best in-process path: the fleet's own rendition graph (the pipeline file) made by
+the fused chain (stages/fused_stage.py, `FusedChain.make_all`), i.e. the same bound transforms a
+fused worker runs, every derived rendition from its parent's pixels in memory, without Kafka,
+storage or events. So end to end / floor measures the fleet's overhead and nothing else.
+
 Both make the studio rendition set from local files, no Kafka, no S3, with one process per core
 (as many as the fleet could use), each process taking the next photo from a shared queue. Processes
 start, load their libraries and make one untimed warm-up set before the clock starts, so the
@@ -22,7 +27,7 @@ from pydantic import BaseModel
 
 from bench.memory import peak_rss_mib
 
-Kind = Literal["floor", "pillow"]
+Kind = Literal["floor", "pillow", "thumbor"]
 _STOP = None
 
 
@@ -39,24 +44,46 @@ class OfflineResult(BaseModel):
     cpu_ms_per_photo: float = 0.0  # CPU time (every thread) of the timed part, per photo
 
 
-def _set_maker(kind: Kind, vips_concurrency: int) -> Callable[[bytes], int]:
+def floor_chain(pipeline_file: Path | None) -> Callable[[bytes], int]:
+    """The fused chain of `pipeline_file`'s graph (every image stage), bound as a worker binds it."""
+    from pipeline.contracts.renditions import load_rendition_graph
+    from pipeline.settings import ImagingSettings
+    from stages.fused_stage import FusedChain
+    from stages.image_stages import IMAGE_STAGES, BindContext, bound_renditions
+    from stages.imaging import ImageLimits
+
+    graph = load_rendition_graph(pipeline_file)
+    base_dir = pipeline_file.resolve().parent if pipeline_file else Path.cwd()
+    ctx = BindContext(ImageLimits.from_settings(ImagingSettings()), _NoStore(), base_dir)  # type: ignore[arg-type]
+    chain = FusedChain(graph, {stage: bound_renditions(stage, graph, ctx) for stage in IMAGE_STAGES})
+    return lambda original: len(chain.make_all(original))
+
+
+class _NoStore:
+    """The floor reads no storage: a logo at `s3://` must be a file for it."""
+
+    bucket = "none"
+
+    def get(self, key: str) -> bytes:
+        raise RuntimeError(f"the compute floor reads no storage; give the watermark logo {key!r} as a file")
+
+
+def _set_maker(kind: Kind, vips_concurrency: int, pipeline_file: str | None = None) -> Callable[[bytes], int]:
     """The rendition set of `kind`, prepared once per process; returns how many renditions it made."""
     if kind == "floor":
-        from bench.decode_once import make_sets
         from stages.imaging import configure_vips
 
         configure_vips(vips_concurrency)  # as a worker: the same libvips threads per operation
-        decode_once = make_sets()["decode-once"]
-        return lambda original: len(decode_once(original))
+        return floor_chain(Path(pipeline_file) if pipeline_file else None)
     from bench.pillow_set import make_logo, pillow_set
 
     logo = make_logo()
     return lambda original: len(pillow_set(original, logo))
 
 
-def _worker(kind: Kind, vips_concurrency: int, warmup: str, tasks: mp.Queue, ready: mp.Queue,  # type: ignore[type-arg]
-            start: mp.synchronize.Event, results: mp.Queue) -> None:  # type: ignore[type-arg]
-    make = _set_maker(kind, vips_concurrency)
+def _worker(kind: Kind, vips_concurrency: int, pipeline_file: str | None, warmup: str, tasks: mp.Queue,  # type: ignore[type-arg]
+            ready: mp.Queue, start: mp.synchronize.Event, results: mp.Queue) -> None:  # type: ignore[type-arg]
+    make = _set_maker(kind, vips_concurrency, pipeline_file)
     make(Path(warmup).read_bytes())
     ready.put(True)
     start.wait()
@@ -81,15 +108,19 @@ def _get(source: mp.Queue, procs: list[mp.process.BaseProcess], deadline: float,
 
 
 def run_offline(kind: Kind, paths: list[Path], processes: int, vips_concurrency: int = 1,
-                timeout_s: float = 1800.0) -> OfflineResult:
-    """Time `kind` over `paths` with `processes` processes; start-up and warm-up are not timed."""
+                timeout_s: float = 1800.0, pipeline_file: Path | None = None) -> OfflineResult:
+    """Time `kind` over `paths` with `processes` processes; start-up and warm-up are not timed.
+
+    The floor makes `pipeline_file`'s renditions (None: the built-in graph, `web` only).
+    """
     if not paths:
         raise ValueError("no photos")
     # spawn, not fork: the parent may hold librdkafka and libvips threads, which fork does not copy.
     ctx = mp.get_context("spawn")
     tasks, ready, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
     start = ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(kind, vips_concurrency, str(paths[0]), tasks, ready, start, results),
+    procs = [ctx.Process(target=_worker, args=(kind, vips_concurrency, str(pipeline_file) if pipeline_file else None, str(paths[0]),
+                               tasks, ready, start, results),
                          daemon=True) for _ in range(processes)]
     for proc in procs:
         proc.start()
@@ -130,7 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = build(args.corpus, args.photos)
     for kind in ("floor", "pillow"):
-        r = run_offline(kind, paths, args.processes)  # type: ignore[arg-type]
+        r = run_offline(kind, paths, args.processes, pipeline_file=Path("examples/pipeline.yaml"))  # type: ignore[arg-type]
         print(f"{kind:7} {r.photos_per_s:6.2f} photos/s ({r.photos} in {r.seconds:.1f}s, {r.processes} processes, "
               f"peak RSS {r.peak_rss_mib:.0f} MiB)")
 

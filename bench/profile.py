@@ -70,7 +70,9 @@ _REPO = str(Path(__file__).resolve().parents[1]) + "/"
 # Innermost frames that are a thread blocked in C, which py-spy (without --native) cannot tell from
 # work: the idle handler pool, the health server's select, librdkafka polls. Counted as waiting.
 _WAITS = ("_worker (concurrent/futures/thread.py)", "_PollLikeSelector.select (selectors.py)", "wait (threading.py)",
-          "Publisher._poll_forever (pipeline/publisher.py)", "StageRunner._step (pipeline/runner.py)")
+          "Publisher._poll_forever (pipeline/publisher.py)", "StageRunner._step (pipeline/runner.py)",
+          "StageRunner._collect (pipeline/runner.py)",  # blocked on the done queue (its work shows deeper frames)
+          "run_framework (bench/event_throughput.py)")  # bench.event_throughput's clock, sleeping between looks
 _PLUMBING = ("(threading.py)", "(concurrent/futures/thread.py)", "(runpy.py)", "(pipeline/__main__.py)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +30,7 @@ class Round(BaseModel):
     fixed: list[FixedRun] = Field(default_factory=list)
     floor: OfflineResult | None = None
     pillow: OfflineResult | None = None
+    thumbor: OfflineResult | None = None  # main configuration only (bench/thumbor.py)
 
     @property
     def over_floor(self) -> float | None:
@@ -37,6 +39,15 @@ class Round(BaseModel):
     @property
     def over_pillow(self) -> float | None:
         return self.e2e.photos_per_s / self.pillow.photos_per_s if self.pillow else None
+
+    @property
+    def over_thumbor(self) -> float | None:
+        return self.e2e.photos_per_s / self.thumbor.photos_per_s if self.thumbor else None
+
+    @property
+    def cpu_ms_per_photo(self) -> float | None:
+        """CPU of every process on a photo's path (workers, Kafka, S3 server, bench) per photo, max-rate run."""
+        return sum(self.e2e.cpu_s.values()) * 1000 / self.e2e.photos if self.e2e.cpu_s else None
 
 
 class FixedSummary(BaseModel):
@@ -58,6 +69,10 @@ class ConfigSummary(BaseModel):
     over_floor: float | None
     over_pillow: float | None
     floor_over_pillow: float | None
+    thumbor_photos_per_s: float | None = None
+    over_thumbor: float | None = None
+    cpu_ms_per_photo: float | None = None  # every process on the path, max-rate runs
+    floor_cpu_ms_per_photo: float | None = None
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
@@ -71,6 +86,8 @@ class ConfigResult(BaseModel):
 
     workers: str
     main: bool  # the configuration the fixed-rate latency runs (and the headline) use
+    fused: bool = False  # the image stages ran as one fused stage
+    image_workers: int = 0  # worker processes that decode originals (the resize or fused stage)
     backlog_at_start: int
     rounds: list[Round]
     memory: list[WorkerMemory]
@@ -100,8 +117,21 @@ class ProfileResult(BaseModel):
     error: str | None = None
 
 
+class ScalePoint(BaseModel):
+    """One point of "how cost grows": photos/s and CPU per photo at one photo size or one workers-per-core."""
+
+    series: str  # "photo size" (main fleet, corpus of one size) or "workers per core" (one per configuration)
+    megapixels: float
+    workers_per_core: float
+    photos: int
+    e2e_photos_per_s: float | None
+    e2e_cpu_ms_per_photo: float | None  # every process on the path
+    floor_photos_per_s: float | None
+    floor_cpu_ms_per_photo: float | None
+
+
 class Target(BaseModel):
-    """A target of issue 5 and where we stand."""
+    """A target of issue 13 and where we stand."""
 
     name: str
     goal: str
@@ -121,6 +151,8 @@ class Report(BaseModel):
     profile: ProfileResult | None
     targets: list[Target]
     wall_seconds: float
+    scaling: list[ScalePoint] = Field(default_factory=list)
+    event_profile: ProfileResult | None = None  # the framework's pass-through runner during bench.event_throughput
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -148,12 +180,15 @@ def to_markdown(report: Report) -> str:
     for t in report.targets:
         out.append(f"| {t.name} | {t.goal} | {_f(t.value)} | {'–' if t.met is None else ('yes' if t.met else '**no**')} |")
     out += ["", "## Throughput (photos/s, medians over rounds; ratios are medians of per-round ratios)", "",
-            "| workers | end to end | compute floor | Pillow | e2e / floor | e2e / Pillow | floor / Pillow |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+            "| workers | end to end | compute floor | Pillow | thumbor | e2e / floor | e2e / Pillow | e2e / thumbor "
+            "| floor / Pillow |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in report.configs:
         s = c.summary
-        out.append(f"| `{c.workers}`{' (main)' if c.main else ''} | {_f(s.photos_per_s)} | {_f(s.floor_photos_per_s)} | "
-                   f"{_f(s.pillow_photos_per_s)} | {_f(s.over_floor)} | {_f(s.over_pillow)} | {_f(s.floor_over_pillow)} |")
+        label = f"`{c.workers}`{' fused' if c.fused else ''}{' (main)' if c.main else ''}"
+        out.append(f"| {label} | {_f(s.photos_per_s)} | {_f(s.floor_photos_per_s)} | "
+                   f"{_f(s.pillow_photos_per_s)} | {_f(s.thumbor_photos_per_s)} | {_f(s.over_floor)} | "
+                   f"{_f(s.over_pillow)} | {_f(s.over_thumbor)} | {_f(s.floor_over_pillow)} |")
     out += ["", "## Latency, PUT done → gallery.updated (ms, nearest rank; medians over rounds)", "",
             "| workers | upload rate | p50 | p95 | p99 | legs (median ms): ingest / web / thumb+proof / gallery |",
             "|---|---|---:|---:|---:|---|"]
@@ -169,13 +204,12 @@ def to_markdown(report: Report) -> str:
     for c in report.configs:
         for w in sorted(c.memory, key=lambda w: (w.stage, w.pid)):
             out.append(f"| `{c.workers}` | {w.stage} | {w.pid} | {w.peak_rss_mib:.0f} | {w.restarts} |")
-    for c in report.configs:
-        for r in c.rounds[:1]:
-            for ref in (r.floor, r.pillow):
-                if ref is not None:
-                    out.append(f"| (in-process) | {ref.kind}, {ref.processes} processes | – | {ref.peak_rss_mib:.0f} | – |")
-        break
+    refs = [ref for c in report.configs if c.main for r in c.rounds[:1] for ref in (r.floor, r.pillow, r.thumbor)]
+    for ref in refs:
+        if ref is not None:
+            out.append(f"| (reference) | {ref.kind}, {ref.processes} processes | – | {ref.peak_rss_mib:.0f} | – |")
     out += _cpu_table(report)
+    out += _scaling_table(report)
     if report.events is not None:
         e = report.events
         out += ["", f"## Event throughput ({e.events} events per run, bench.event_throughput)", "",
@@ -183,9 +217,11 @@ def to_markdown(report: Report) -> str:
         for i, r in enumerate(e.runs, 1):
             out.append(f"| {i} | {r['raw_eps']:.0f} | {r['framework_eps']:.0f} | {r['ratio']:.2f} |")
         out.append(f"| median | {e.raw_eps:.0f} | {e.framework_eps:.0f} | {e.ratio:.2f} |")
-    if report.profile is not None:
-        p = report.profile
-        out += ["", f"## Profile of a resize worker (py-spy, pid {p.pid}, {p.seconds:.0f} s, {p.samples} busy samples "
+    for p, what in ((report.profile, "an image worker (resize or fused)"),
+                    (report.event_profile, "the framework's pass-through runner (bench.event_throughput)")):
+        if p is None:
+            continue
+        out += ["", f"## Profile of {what} (py-spy, pid {p.pid}, {p.seconds:.0f} s, {p.samples} busy samples "
                 f"and {p.waiting_samples} waiting, at 100 Hz over every thread)", ""]
         if p.error:
             out.append(f"Not profiled: {p.error}")
@@ -195,8 +231,9 @@ def to_markdown(report: Report) -> str:
                 out.append(f"| `{a}` | {sa:.0%} | | `{b}` | {sb:.0%} |")
             out.append(f"\nCollapsed stacks: `{p.raw_file}`.")
     out += ["", "## Rounds", "",
-            "| workers | round | mode | photos | done | dead | s | photos/s | offered/s | p50 | p95 | p99 | floor/s | Pillow/s |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| workers | round | mode | photos | done | dead | s | photos/s | offered/s | p50 | p95 | p99 | floor/s | Pillow/s "
+            "| thumbor/s |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in report.configs:
         for r in c.rounds:
             for run, label in [(r.e2e, "max")] + [(fx.run, f"{fx.fraction:g}×") for fx in r.fixed]:
@@ -206,7 +243,8 @@ def to_markdown(report: Report) -> str:
                     f"{run.seconds:.1f} | {run.photos_per_s:.2f} | {run.offered_per_s:.2f} | {_ms(run.latency_ms.p50)} | "
                     f"{_ms(run.latency_ms.p95)} | {_ms(run.latency_ms.p99)} | "
                     f"{_f(r.floor.photos_per_s) if is_max and r.floor else ''} | "
-                    f"{_f(r.pillow.photos_per_s) if is_max and r.pillow else ''} |")
+                    f"{_f(r.pillow.photos_per_s) if is_max and r.pillow else ''} | "
+                    f"{_f(r.thumbor.photos_per_s) if is_max and r.thumbor else ''} |")
     return "\n".join(out) + "\n"
 
 
@@ -229,7 +267,26 @@ def _cpu_table(report: Report) -> list[str]:
         name = "**all of the above**" if label is None else label
         out.append(f"| {name} | " + " | ".join(_ms(per_photo(c, label)) for c in report.configs) + " |")
     floor = [median([r.floor.cpu_ms_per_photo for r in c.rounds if r.floor]) for c in report.configs]
-    out.append("| compute floor (pyvips in-process, same photos) | " + " | ".join(_ms(f) for f in floor) + " |")
+    out.append("| compute floor (fused chain in-process, same photos) | " + " | ".join(_ms(f) for f in floor) + " |")
+    thumbor = [median([r.thumbor.cpu_ms_per_photo for r in c.rounds if r.thumbor]) for c in report.configs]
+    if any(t is not None for t in thumbor):
+        out.append("| thumbor (its processes, same photos) | " + " | ".join(_ms(t) for t in thumbor) + " |")
+    return out
+
+
+def _scaling_table(report: Report) -> list[str]:
+    """How cost grows: photos/s and CPU per photo against photo size and against workers per core."""
+    if not report.scaling:
+        return []
+    out = ["", "## How cost grows (photos/s and CPU ms per photo; e2e CPU = every process on the path)", "",
+           "| series | megapixels | image workers per core | photos | e2e photos/s | e2e CPU ms/photo | floor photos/s "
+           "| floor CPU ms/photo | cores ÷ e2e CPU/photo |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cores = report.machine.cores
+    for p in report.scaling:
+        model = cores * 1000 / p.e2e_cpu_ms_per_photo if p.e2e_cpu_ms_per_photo else None
+        out.append(f"| {p.series} | {p.megapixels:.0f} | {p.workers_per_core:g} | {p.photos} | {_f(p.e2e_photos_per_s)} | "
+                   f"{_ms(p.e2e_cpu_ms_per_photo)} | {_f(p.floor_photos_per_s)} | {_ms(p.floor_cpu_ms_per_photo)} | "
+                   f"{_f(model)} |")
     return out
 
 
@@ -242,15 +299,18 @@ def write_chart(report: Report, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, (ax_tp, ax_lat, ax_mem) = plt.subplots(1, 3, figsize=(15, 4.5))
+    rows = 2 if report.scaling else 1
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 4.5 * rows), squeeze=False)
+    ax_tp, ax_lat, ax_mem = axes[0]
     labels, values = [], []
     for c in report.configs:
         labels.append("fleet\n" + _short(c.workers))
         values.append(c.summary.photos_per_s or 0.0)
     main = next((c for c in report.configs if c.main), report.configs[-1])
-    labels += ["floor\n(pyvips)", "Pillow"]
-    values += [main.summary.floor_photos_per_s or 0.0, main.summary.pillow_photos_per_s or 0.0]
-    ax_tp.bar(labels, values, color=["#4477aa"] * len(report.configs) + ["#228833", "#ccbb44"])
+    labels += ["floor\n(fused, in-process)", "Pillow", "thumbor"]
+    values += [main.summary.floor_photos_per_s or 0.0, main.summary.pillow_photos_per_s or 0.0,
+               main.summary.thumbor_photos_per_s or 0.0]
+    ax_tp.bar(labels, values, color=["#4477aa"] * len(report.configs) + ["#228833", "#ccbb44", "#ee6677"])
     ax_tp.set_ylabel("photos / s (median)")
     ax_tp.set_title("Throughput")
     ax_tp.tick_params(axis="x", labelsize=7)
@@ -274,11 +334,40 @@ def write_chart(report: Report, path: Path) -> Path | None:
     ax_mem.set_title("Worker memory")
     ax_mem.tick_params(axis="x", labelsize=6, rotation=90)
     ax_mem.legend(fontsize=7)
+    if report.scaling:
+        _plot_scaling(report, axes[1])
     fig.suptitle(f"darkroom bench · {report.machine.cores} cores · {report.machine.date[:10]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_scaling(report: Report, axes: Any) -> None:
+    """Second row: photos/s and CPU per photo against megapixels, and against image workers per core."""
+    for ax, series, x_of, x_label in (
+        (axes[0], "photo size", lambda p: p.megapixels, "megapixels per photo (main fleet)"),
+        (axes[1], "workers per core", lambda p: p.workers_per_core, "image workers per core"),
+    ):
+        points = sorted((p for p in report.scaling if p.series == series), key=x_of)
+        if not points:
+            ax.set_visible(False)
+            continue
+        xs = [x_of(p) for p in points]
+        ax.plot(xs, [p.e2e_photos_per_s or 0 for p in points], marker="o", color="#4477aa", label="end to end photos/s")
+        ax.plot(xs, [p.floor_photos_per_s or 0 for p in points], marker="s", color="#228833", label="floor photos/s")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("photos / s")
+        twin = ax.twinx()
+        twin.plot(xs, [p.e2e_cpu_ms_per_photo or 0 for p in points], marker="o", linestyle="--", color="#aa3377",
+                  label="e2e CPU ms/photo")
+        twin.plot(xs, [p.floor_cpu_ms_per_photo or 0 for p in points], marker="s", linestyle="--", color="#ccbb44",
+                  label="floor CPU ms/photo")
+        twin.set_ylabel("CPU ms per photo (dashed)")
+        ax.set_title(f"How cost grows: {series}")
+        ax.legend(fontsize=6, loc="upper left")
+        twin.legend(fontsize=6, loc="upper right")
+    axes[2].set_visible(False)
 
 
 def _short(workers: str) -> str:

@@ -43,17 +43,19 @@ from storage import ObjectStore, StorageError, open_store
 from storage.upload import upload_files
 from web.cli import studio_url
 
-# Every stage of the product, one worker each; resize scales to two on lag.
+# Every stage of the product, one worker each; resize scales to two on lag. The fleet runs the image
+# stages fused (one resize+thumbnail+watermark worker, 1..2) unless the demo is asked for --no-fuse.
 FLEET = ("ingest=1,resize=1..2,thumbnail=1,watermark=1,gallery=1,users=1,invites=1,invite-sender=1,notifier=1,"
          "analytics=1,reconcile=1")
 STUDIO_PIPELINE = Path("examples/pipeline.yaml")
 
 
-def _start_fleet(log_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_fleet(log_dir: Path, env: dict[str, str], fuse: bool = True) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "fleet.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "--log-level", "INFO", "fleet", "up", "--workers", FLEET],
+            [sys.executable, "-m", "pipeline", "--log-level", "INFO", "fleet", "up", "--workers", FLEET,
+             "--fuse" if fuse else "--no-fuse"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
         )
 
@@ -89,9 +91,11 @@ def _gallery_html(shoot: str, photos: list[GalleryPhoto], store: ObjectStore) ->
 @click.option("--shoot", default=None, help="Shoot id (default: a new one).")
 @click.option("--client-email", default="client@example.com", show_default=True, help="Who is invited to the gallery.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds to wait for the gallery.")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="Run resize, thumbnail and watermark fused in one worker (derived renditions from memory).")
 @click.pass_obj
 def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot: str | None, client_email: str,
-                 timeout_s: float) -> None:
+                 timeout_s: float, fuse: bool) -> None:
     """Run the main job: stack, fleet, a shoot, PATHs (or samples) uploaded and processed, the gallery shown.
 
     Renditions come from DARKROOM_PIPELINE_FILE, or examples/pipeline.yaml (web, thumb, proof) when
@@ -129,8 +133,8 @@ def demo_command(settings: Settings, paths: tuple[Path, ...], photos: int, shoot
     files = list(paths) or write_samples(stack.data_dir / "samples", photos)
     store = open_store(settings.storage)
     watchers = {topic: TopicWatcher(settings, topic) for topic in (FILES, GALLERIES, INVITES, DEAD_LETTER_QUEUE)}
-    fleet = _start_fleet(stack.data_dir / "logs", env)
-    console.print(f"fleet: {FLEET} (logs in {stack.data_dir / 'logs'}); renditions: {', '.join(sorted(renditions))}")
+    fleet = _start_fleet(stack.data_dir / "logs", env, fuse)
+    console.print(f"fleet: {FLEET}{' (image stages fused)' if fuse else ''} (logs in {stack.data_dir / 'logs'}); renditions: {', '.join(sorted(renditions))}")
     try:
         title = f"Demo {shoot_id}"
         publish_event(settings, ShootCreated(shoot_id=shoot_id, title=title, client_email=client_email),

@@ -15,7 +15,7 @@ from pipeline.kafka_config import admin_config
 from pipeline.logs import configure_logging
 from pipeline.settings import Settings
 from pipeline.topics import apply_plan, installed_topic_specs, plan_topics
-from pipeline.worker import run_worker, stage_factories
+from pipeline.worker import canonical_stage, run_worker
 
 COMMAND_ENTRY_POINTS = "darkroom.commands"
 
@@ -91,9 +91,15 @@ def main(ctx: click.Context, log_level: str | None) -> None:
 @click.argument("stage")
 @click.pass_obj
 def worker(settings: Settings, stage: str) -> None:
-    """Run one worker of STAGE (e.g. resize, ingest) until SIGTERM/Ctrl-C, then drain and commit."""
-    if stage not in stage_factories():
-        raise click.BadParameter(f"unknown stage; installed: {', '.join(sorted(stage_factories()))}", param_hint="STAGE")
+    """Run one worker of STAGE (e.g. resize, ingest) until SIGTERM/Ctrl-C, then drain and commit.
+
+    Image stages joined by commas (`resize,thumbnail,watermark`) run fused in one worker and one
+    consumer group: derived renditions are made from the parent's pixels in memory.
+    """
+    try:
+        stage = canonical_stage(stage)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="STAGE") from exc
     try:
         runner = run_worker(stage, settings)
     except KafkaException as exc:

@@ -2,10 +2,11 @@
 
 Commit steps, in order, for every message:
 1. Received: its offset is recorded as pending for its partition.
-2. Filtered on headers (`Stage.accepts`); a message the stage does not want is finished at once.
+2. Filtered on headers (`Stage.accepts`); a message the stage does not want is finished at once,
+   without its body ever being read.
 3. Queued behind earlier messages of the same key (per-key order, pipeline/key_order.py), then run
-   on the thread pool (on the polling thread when `threads` = 0): `Stage.process` does the side
-   effects (objects written) and returns the events to publish.
+   on the thread pool (on the polling thread when `threads` = 0 or the stage is `inline`):
+   `Stage.process` does the side effects (objects written) and returns the events to publish.
 4. Its events are published and acknowledged by the broker (acks=all, idempotent producer).
 5. Only then is the offset finished, which lets the next message of its key run. A transient failure
    instead schedules a retry with backoff and jitter (pipeline/retry_schedule.py) and pauses the
@@ -18,7 +19,16 @@ Commit steps, in order, for every message:
    unfinished offset. A crash before that redoes the work; idempotent outputs make the redo harmless.
 
 All bookkeeping happens on the thread that polls, key order and retry schedule included; worker
-threads only run jobs and report back through a queue, so no state here needs a lock.
+threads only run jobs and report back through a queue, so no state here needs a lock. It is done per
+consumed batch: the jobs a batch admits go to one shared ready queue, drained by at most `threads`
+pool tasks (not one task and one future per message).
+
+Two windows bound the work held: `max_in_flight` messages received and not yet handed to the
+producer (queued, waiting for their key, or running), and `_ACK_WINDOW` × that many whose outputs
+are produced and await the broker's acknowledgement. Waiting for acks costs no thread and little
+memory, so a worker keeps reading while the broker confirms (with one window, a cheap stage made at
+most max_in_flight events per acknowledgement round trip, bench/RESULTS.md), while a rebalance still
+only has to drain `max_in_flight` messages of real work.
 
 Observability: each processing attempt runs inside an OpenTelemetry span whose parent is the context
 in the message's `traceparent` header (pipeline/spans.py; the span is current on the worker thread, so
@@ -33,6 +43,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +113,8 @@ class _NoObserver:
 _COMMIT_TIMEOUT_S = 15.0
 
 NO_EVENT_TYPE = "none"  # label of messages without an `eventType` header (e.g. raw storage notifications)
+_ACK_WINDOW = 16  # messages awaiting acknowledgement, per slot of max_in_flight
+_PRODUCED = object()  # reported on the done queue when a job's outputs go to the producer: it now awaits acks
 
 
 @dataclass
@@ -117,7 +130,7 @@ class RunnerStats:
     in_flight: int = 0  # a gauge: messages received and not finished, as of the last loop iteration
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs live in sets (awaiting acks)
 class _Job:
     message: Received
     generation: int
@@ -167,7 +180,13 @@ class StageRunner:
             ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix=f"{stage.name}-work")
             if settings.threads > 0 else None
         )
-        self._done: queue.SimpleQueue[tuple[_Job, BaseException | None]] = queue.SimpleQueue()
+        # Cheap stages run on the polling thread: no hand-off per message (`Stage.inline`, or `threads` = 0).
+        if getattr(stage, "inline", False) and self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        self._ready: deque[_Job] = deque()  # admitted jobs waiting for a pool thread (deque ops are thread-safe)
+        self._awaiting: set[_Job] = set()  # jobs whose outputs are produced, waiting for acknowledgements
+        self._done: queue.SimpleQueue[tuple[_Job, BaseException | object | None]] = queue.SimpleQueue()
         self._partitions: dict[TP, _Partition] = {}
         self._order: KeyOrder[_Job] = KeyOrder()
         backoff = Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s, settings.retry_max_attempts)
@@ -230,6 +249,12 @@ class StageRunner:
         """Messages received and not yet finished, across partitions."""
         return sum(p.offsets.in_flight for p in self._partitions.values())
 
+    def _free(self, in_flight: int) -> int:
+        """Messages the windows let in now: work held below max_in_flight, acks awaited below their window."""
+        window = self._settings.max_in_flight
+        awaiting = len(self._awaiting)
+        return min(window - (in_flight - awaiting), window * (_ACK_WINDOW + 1) - in_flight)
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def _step(self) -> None:
@@ -237,7 +262,7 @@ class StageRunner:
         now = self.heartbeat = self._clock()
         self._loop_beat.progressed()
         in_flight = self.stats.in_flight = self.in_flight
-        free = self._settings.max_in_flight - in_flight
+        free = self._free(in_flight)
         # Short waits while work runs, so finished work is committed and followed up promptly.
         timeout = 0.01 if in_flight else 0.2
         due = self._retries.next_due()
@@ -246,8 +271,9 @@ class StageRunner:
         if free > 0 or self._backpressure:
             self._full_since = None
             # Paused partitions return nothing here, but consuming keeps the member alive in the group.
-            for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout):
-                self._on_message(msg)
+            admitted = [job for msg in self._consumer.consume(num_messages=max(1, free), timeout=timeout)
+                        if (job := self._on_message(msg)) is not None]
+            self._submit_all(admitted)
             self._collect(block_s=0.0)
         else:
             # Window full: stop reading, but do not pause yet. The consumer keeps what it prefetched
@@ -259,44 +285,64 @@ class StageRunner:
         if self._clock() - self._last_commit >= self._settings.commit_interval_s:
             self._commit(asynchronous=True)
 
-    def _on_message(self, msg: Any) -> None:
-        """Steps 1-3: record the offset, filter on headers, then submit, or queue behind the key's busy job."""
+    def _on_message(self, msg: Any) -> _Job | None:
+        """Steps 1-3: record the offset, filter on headers, and return the job if its key is free (else it waits)."""
         err = msg.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
-                return
+                return None
             if err.fatal():
                 raise KafkaException(err)
             log.warning("%s: consumer error: %s", self.stage.name, err)
-            return
+            return None
         tp = (msg.topic(), msg.partition())
         part = self._partitions.get(tp)
         if part is None:
-            return  # from a partition revoked meanwhile: its new owner reads it
-        received = Received(
-            msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), list(msg.headers() or []), msg.timestamp()[1]
-        )
-        part.offsets.received(received.offset)
+            return None  # from a partition revoked meanwhile: its new owner reads it
+        offset = msg.offset()
+        part.offsets.received(offset)
         self.stats.received += 1
-        headers = headers_dict(received.headers)
+        raw_headers = msg.headers() or []
+        headers = headers_dict(raw_headers)
         raw_type = headers.get(H_EVENT_TYPE)
         event_type = raw_type.decode(errors="replace") if raw_type else NO_EVENT_TYPE
         if not self.stage.accepts(headers):
-            part.offsets.finished(received.offset)
+            # Skipped from the headers alone: the body is never copied out of the consumer.
+            part.offsets.finished(offset)
             self.stats.skipped += 1
             self._observer.skipped(event_type)
-            return
+            return None
+        received = Received(tp[0], tp[1], offset, msg.key(), msg.value(), list(raw_headers), msg.timestamp()[1])
+        received.__dict__["headers_by_name"] = headers  # the cached property, already computed
         job = _Job(received, part.generation, event_type)
-        if self._order.admit(job):
-            self._submit(job)
+        return job if self._order.admit(job) else None
 
     def _submit(self, job: _Job) -> None:
-        self._attempts_running += 1
+        self._submit_all([job])
+
+    def _submit_all(self, jobs: list[_Job]) -> None:
+        """Run `jobs`: inline on the polling thread, or through the ready queue with one pool task per thread needed."""
+        if not jobs:
+            return
+        self._attempts_running += len(jobs)
         self._work_beat.busy()
         if self._pool is None:
-            self._run(job)  # threads=0: cheap stages run on the polling thread, no hand-off
-        else:
-            self._pool.submit(self._run, job)
+            for job in jobs:
+                self._run(job)  # inline: cheap stages run on the polling thread, no hand-off
+            return
+        self._ready.extend(jobs)
+        # A task drains the queue until it is empty, so `threads` tasks serve any batch; a surplus task
+        # finds the queue empty and ends at once, which is what makes the hand-off race-free.
+        for _ in range(min(len(jobs), self._settings.threads)):
+            self._pool.submit(self._drain_ready)
+
+    def _drain_ready(self) -> None:
+        while True:
+            try:
+                job = self._ready.popleft()
+            except IndexError:
+                return
+            self._run(job)
 
     def _run(self, job: _Job) -> None:
         """Steps 3-4: process a job, then report it once every output is acknowledged (or at the first failure).
@@ -311,6 +357,13 @@ class StageRunner:
             return
         if not outputs:
             self._done.put((job, None))
+            return
+        if self._pool is None:
+            self._awaiting.add(job)  # on the polling thread already
+        else:
+            self._done.put((job, _PRODUCED))  # before producing: it reaches the polling thread before the acks do
+        if len(outputs) == 1:  # the common case: no counting, no lock
+            self._publisher.produce(outputs[0], lambda error: self._done.put((job, error)))
             return
         pending = [len(outputs)]
         failure: list[Exception] = []
@@ -344,7 +397,11 @@ class StageRunner:
         except queue.Empty:
             return
         while True:
-            self._complete(*item)
+            job, error = item
+            if error is _PRODUCED:
+                self._awaiting.add(job)
+            else:
+                self._complete(job, error)  # type: ignore[arg-type]
             try:
                 item = self._done.get_nowait()
             except queue.Empty:
@@ -352,6 +409,7 @@ class StageRunner:
 
     def _complete(self, job: _Job, error: BaseException | None) -> None:
         """Step 5: finish the offset and free the key, or retry later, or turn the job into a dead letter."""
+        self._awaiting.discard(job)
         self._attempts_running -= 1
         self._work_beat.progressed()  # an attempt ended, well or not: the stage is not stuck
         if self._attempts_running == 0:
@@ -424,7 +482,7 @@ class StageRunner:
         in_flight = self.in_flight
         if self._full_since is not None and self._clock() - self._full_since >= self._settings.pause_after_full_s:
             self._backpressure = True
-        elif in_flight <= self._settings.max_in_flight // 2:
+        elif self._free(in_flight) >= self._settings.max_in_flight // 2:
             self._backpressure = False
         full = self._backpressure
         want = {tp for tp, p in self._partitions.items() if full or p.retrying > 0 or self._stopping.is_set()}
@@ -515,4 +573,5 @@ class StageRunner:
             self._partitions.pop(tp, None)
         self._order.forget(gone)
         self._retries.drop(lambda job: job.tp in gone)
+        self._awaiting = {job for job in self._awaiting if job.tp not in gone}
         self._paused -= gone

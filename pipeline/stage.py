@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -28,9 +29,14 @@ class Received:
     headers: list[tuple[str, bytes]]
     timestamp_ms: int
 
+    @cached_property
+    def headers_by_name(self) -> dict[str, bytes]:
+        """The headers as a dict (the last value of a repeated name wins), built once per message."""
+        return headers_dict(self.headers)
+
     def header(self, name: str) -> str | None:
         """A header as text, or None when absent."""
-        value = headers_dict(self.headers).get(name)
+        value = self.headers_by_name.get(name)
         return value.decode(errors="replace") if value is not None else None
 
 
@@ -62,11 +68,16 @@ class Stage(Protocol):
 
 
 class EventStage(ABC):
-    """A stage that reads envelopes of given event types and hands typed events to `handle`."""
+    """A stage that reads envelopes of given event types and hands typed events to `handle`.
+
+    `inline = True` says the stage is cheap (no blocking I/O, no heavy CPU): the runner then runs it on
+    its polling thread instead of handing each message to a pool thread and back.
+    """
 
     name: str
     topics: Sequence[str]
     event_types: frozenset[str]
+    inline: bool = False
 
     def __init__(self, registry: EventRegistry) -> None:
         self.registry = registry

@@ -9,8 +9,8 @@ fresh span id in the parent's trace, as before.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -30,9 +30,18 @@ def child_traceparent(parent: str | None) -> str:
     match = _TRACEPARENT.match(parent or "")
     if current is not None and (match is None or match.group(1) == current[3:35]):
         return current
-    trace_id = match.group(1) if match and match.group(1) != "0" * 32 else secrets.token_hex(16)
+    trace_id = match.group(1) if match and match.group(1) != "0" * 32 else f"{_nonzero_bits(128):032x}"
     flags = match.group(3) if match else "01"
-    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+    return f"00-{trace_id}-{_nonzero_bits(64):016x}-{flags}"
+
+
+def _nonzero_bits(bits: int) -> int:
+    # Ids must be unique, not secret: Python's PRNG, as OpenTelemetry's own id generator uses. The
+    # `secrets` module read /dev/urandom per id, 11 % of the event runner's time (bench/RESULTS.md).
+    while True:
+        value = random.getrandbits(bits)
+        if value:
+            return value
 
 
 def current_traceparent() -> str | None:

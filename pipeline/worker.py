@@ -15,6 +15,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from opentelemetry.trace import Tracer
 
+from pipeline.fusion import fused_name, fusion_for, split_stages
 from pipeline.health import (
     KAFKA,
     Check,
@@ -44,6 +45,27 @@ StageFactory = Callable[[Settings], Stage]
 def stage_factories() -> dict[str, StageFactory]:
     """Stages installed as `darkroom.stages` entry points, by name."""
     return {ep.name: ep.load() for ep in entry_points(group=STAGE_ENTRY_POINTS)}
+
+
+def canonical_stage(name: str) -> str:
+    """The canonical name of what `darkroom worker NAME` runs: an installed stage, or stages fused
+    (`resize,thumbnail,watermark` → `resize+thumbnail+watermark`). ValueError saying what is installed."""
+    parts = split_stages(name)
+    installed = stage_factories()
+    unknown = [p for p in parts if p not in installed]
+    if unknown or not parts:
+        raise ValueError(f"unknown stage {', '.join(unknown) or repr(name)}; installed stages: {', '.join(sorted(installed))}")
+    if len(parts) > 1:
+        fusion_for(parts)  # refuses stages no installed fusion runs together
+    return fused_name(parts)
+
+
+def build_stage(name: str, settings: Settings) -> Stage:
+    """The stage `name` (see `canonical_stage`): one installed stage, or several run fused by their fusion."""
+    parts = split_stages(canonical_stage(name))
+    if len(parts) == 1:
+        return stage_factories()[parts[0]](settings)
+    return fusion_for(parts).build(parts, settings)
 
 
 def group_id(stage_name: str, prefix: str = "") -> str:
@@ -123,13 +145,12 @@ def run_worker(
     message as a span continuing the trace of its input. `checks` adds named health checks to those
     of the stage (`health_checks()`) and the Kafka one.
     """
-    factories = stage_factories()
-    if stage_name not in factories:
-        raise ValueError(f"unknown stage {stage_name!r}; installed stages: {', '.join(sorted(factories))}")
+    # Fused stages in one order: one consumer group however they are asked for (ValueError if unknown).
+    stage_name = canonical_stage(stage_name)
     # Configuration first: building the stage validates the pipeline file and the storage settings,
     # and the tracer its OTEL_* variables, so a wrong field is reported (ConfigError) before the
     # operator hears about Kafka.
-    stage = factories[stage_name](settings)
+    stage = build_stage(stage_name, settings)
     # Spans cost a few microseconds each; made only when they go somewhere. Without an exporter the
     # traceparent header still carries the trace from stage to stage.
     tracing = install_tracer_provider(settings.telemetry, stage_name) if exporting(settings.telemetry) else None

@@ -2,7 +2,9 @@
 
 Every image stage is the generic `RenditionStage` (stages/rendition_stage.py) given one bound
 transform per rendition the graph declares for it; this table is the only place that says which
-transform a stage runs. A new image stage is a folder with a pure `transform.py`, one row here and
+transform a stage runs. A row binds the whole transform (source bytes, or a parent's pixels in memory
+for a fused worker, see stages/fused_stage.py) and its pixels step alone (what a fused chain keeps in
+memory when other renditions derive from this one). A new image stage is a folder with a pure `transform.py`, one row here and
 its `darkroom.stages` entry point in pyproject.toml.
 """
 
@@ -24,13 +26,13 @@ from pipeline.contracts.renditions import (
 )
 from pipeline.registry import EventRegistry
 from pipeline.settings import Settings
-from stages.imaging import ImageLimits, configure_vips
+from stages.imaging import ImageLimits, OutputOptions, Pixels, Rendition, Source, configure_vips
 from stages.imaging.facts import read_capture_facts
 from stages.rendition_stage import RenditionMaker, RenditionStage
-from stages.resize.transform import resize
-from stages.thumbnail.transform import thumbnail
+from stages.resize.transform import resize, resize_pixels
+from stages.thumbnail.transform import thumbnail, thumbnail_pixels
 from stages.watermark.logo import read_logo
-from stages.watermark.transform import prepare_watermark, watermark
+from stages.watermark.transform import prepare_watermark, watermark, watermark_pixels
 from storage import ObjectStore, open_store
 
 
@@ -43,10 +45,35 @@ class BindContext:
     base_dir: Path  # relative logo paths are relative to the pipeline file's folder
 
 
-def _bind_watermark(spec: WatermarkSpec, ctx: BindContext) -> RenditionMaker:
+# A transform with its spec bound: source bytes, or a parent rendition's pixels, in; encoded rendition out.
+Transform = Callable[[Source], Rendition]
+# Its pixels step alone, before encoding: what a fused chain keeps in memory for derived renditions.
+Renderer = Callable[[Source], Pixels]
+
+
+@dataclass(frozen=True)
+class BoundRendition:
+    """One rendition of the graph with its transform bound: the whole transform, and its pixels step alone."""
+
+    make: Transform
+    render: Renderer
+    output: OutputOptions
+
+
+def _bind(transform: Callable[..., Rendition], pixels: Callable[..., Pixels]) -> Callable[[Any, BindContext], BoundRendition]:
+    def bind(spec: Any, ctx: BindContext) -> BoundRendition:
+        return BoundRendition(partial(transform, spec=spec, limits=ctx.limits), partial(pixels, spec=spec, limits=ctx.limits),
+                              OutputOptions.from_spec(spec))
+
+    return bind
+
+
+def _bind_watermark(spec: WatermarkSpec, ctx: BindContext) -> BoundRendition:
     # The mark (logo read and decoded, or text rendered) is prepared once per worker, not per photo.
     logo = read_logo(spec.image, ctx.store, ctx.base_dir) if spec.image is not None else None
-    return partial(watermark, prepared=prepare_watermark(spec, logo, ctx.limits), limits=ctx.limits)
+    prepared = prepare_watermark(spec, logo, ctx.limits)
+    return BoundRendition(partial(watermark, prepared=prepared, limits=ctx.limits),
+                          partial(watermark_pixels, prepared=prepared, limits=ctx.limits), OutputOptions.from_spec(spec))
 
 
 @dataclass(frozen=True)
@@ -54,25 +81,30 @@ class ImageStage:
     """One row of the table: the spec kind a stage's renditions declare, and how one is bound."""
 
     spec: type[ResizeSpec | ThumbnailSpec | WatermarkSpec]
-    bind: Callable[[Any, BindContext], RenditionMaker]
+    bind: Callable[[Any, BindContext], BoundRendition]
 
 
 IMAGE_STAGES: dict[str, ImageStage] = {
-    "resize": ImageStage(ResizeSpec, lambda spec, ctx: partial(resize, spec=spec, limits=ctx.limits)),
-    "thumbnail": ImageStage(ThumbnailSpec, lambda spec, ctx: partial(thumbnail, spec=spec, limits=ctx.limits)),
+    "resize": ImageStage(ResizeSpec, _bind(resize, resize_pixels)),
+    "thumbnail": ImageStage(ThumbnailSpec, _bind(thumbnail, thumbnail_pixels)),
     "watermark": ImageStage(WatermarkSpec, _bind_watermark),
 }
 
 
-def makers_for(stage: str, graph: RenditionGraph, ctx: BindContext) -> dict[str, RenditionMaker]:
+def bound_renditions(stage: str, graph: RenditionGraph, ctx: BindContext) -> dict[str, BoundRendition]:
     """One bound transform per rendition `stage` makes in `graph`."""
     row = IMAGE_STAGES[stage]
-    makers = {}
+    bound = {}
     for name, spec in graph.for_stage(stage).items():
         if not isinstance(spec, row.spec):
             raise TypeError(f"rendition {name!r} of stage {stage!r} is a {type(spec).__name__}, not a {row.spec.__name__}")
-        makers[name] = row.bind(spec, ctx)
-    return makers
+        bound[name] = row.bind(spec, ctx)
+    return bound
+
+
+def makers_for(stage: str, graph: RenditionGraph, ctx: BindContext) -> dict[str, RenditionMaker]:
+    """One bound transform per rendition `stage` makes in `graph`: source bytes in, encoded rendition out."""
+    return {name: b.make for name, b in bound_renditions(stage, graph, ctx).items()}
 
 
 def image_stage(

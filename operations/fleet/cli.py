@@ -17,7 +17,7 @@ from rich.table import Table
 
 from operations.fleet.dead_letters import count_dead_letters
 from operations.fleet.lag import LagProbe, consumer_factory
-from operations.fleet.spec import default_workers, parse_workers
+from operations.fleet.spec import StageSpec, default_workers, fuse_specs, parse_workers
 from operations.fleet.state import (
     FleetState,
     age,
@@ -37,10 +37,11 @@ from operations.fleet.supervisor import (
     terminate_orphans,
 )
 from pipeline.contracts.renditions import PipelineConfigError, load_rendition_graph
+from pipeline.fusion import fusable_stages
 from pipeline.kafka_config import consumer_config
 from pipeline.settings import Settings
 from pipeline.topics import TopicNames
-from pipeline.worker import group_id, stage_factories
+from pipeline.worker import build_stage, canonical_stage, group_id, stage_factories
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +67,27 @@ def fleet_group() -> None:
               help="Seconds between two /health/live probes of each worker (0: never probe).")
 @click.option("--liveness-failures", "live_failures", default=3, show_default=True, type=click.IntRange(min=1),
               help="A worker failing this many liveness probes in a row is killed and restarted.")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="Run the image stages listed as one fused stage (resize+thumbnail+watermark: derived renditions "
+                   "from the parent in memory), with the largest of their worker counts.")
 @click.pass_obj
 def up_command(settings: Settings, workers_text: str | None, lag_per_worker: int, idle_s: float, cooldown_s: float,
-               probe_s: float, backoff_s: float, live_s: float, live_failures: int) -> None:
+               probe_s: float, backoff_s: float, live_s: float, live_failures: int, fuse: bool) -> None:
     """Run the fleet until Ctrl-C or SIGTERM, then drain every worker and exit.
 
     Worker logs: <data dir>/logs/fleet/STAGE-N.log. State for `darkroom fleet status`:
     <data dir>/fleet/state.json.
     """
-    installed = stage_factories()
     if workers_text is None:
         try:
-            specs = default_workers(installed, load_rendition_graph(settings.pipeline_file))
+            workers_text = ",".join(f"{s.stage}=1" for s in default_workers(
+                stage_factories(), load_rendition_graph(settings.pipeline_file)))
         except PipelineConfigError as exc:
             raise click.ClickException(f"{exc}; fix DARKROOM_PIPELINE_FILE or give --workers") from exc
-    else:
-        try:
-            specs = parse_workers(workers_text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--workers") from exc
-    unknown = [s.stage for s in specs if s.stage not in installed]
-    if unknown:
-        raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; installed: {', '.join(sorted(installed))}",
-                                 param_hint="--workers")
+    try:
+        specs = planned_specs(workers_text, fuse)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workers") from exc
     path = state_path(settings.dev.data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One supervisor per data dir: a second one would start a second set of workers.
@@ -139,12 +138,28 @@ def up_command(settings: Settings, workers_text: str | None, lag_per_worker: int
     click.echo("fleet stopped", err=True)
 
 
+def planned_specs(workers_text: str, fuse: bool = True) -> list[StageSpec]:
+    """The stages `fleet up --workers` runs: parsed, fused unless `fuse` is off, every name installed (ValueError)."""
+    specs = parse_workers(workers_text)
+    if fuse:
+        specs = fuse_specs(specs, fusable_stages())
+    # Canonical names (fused stages sorted): the worker's consumer group is darkroom.<that name>.
+    return [StageSpec(canonical_stage(s.stage), s.minimum, s.maximum) for s in specs]
+
+
+def _is_stage(name: str) -> bool:
+    try:
+        canonical_stage(name)
+    except ValueError:
+        return False
+    return True
+
+
 def lag_probe(settings: Settings, stages: list[str]) -> LagProbe:
     """A lag probe for the groups of `stages`; each stage is built once to learn which topics it reads."""
-    factories = stage_factories()
     topics: dict[str, tuple[str, ...]] = {}
     for name in stages:
-        stage = factories[name](settings)
+        stage = build_stage(name, settings)
         try:
             topics[group_id(name)] = tuple(TopicNames(settings.topics.prefix)(t) for t in stage.topics)
         finally:
@@ -174,7 +189,7 @@ def status_command(settings: Settings, as_json: bool, no_dlq: bool) -> None:
 def build_status(settings: Settings, state: FleetState, count_dlq: bool = True) -> dict[str, Any]:
     """The status report: the supervisor's state file, refreshed with live lag, health and dead letters."""
     running = state.state != "stopped" and pid_alive(state.supervisor_pid)
-    probe = lag_probe(settings, [s for s in state.stages if s in stage_factories()])
+    probe = lag_probe(settings, [s for s in state.stages if _is_stage(s)])
     dlq: dict[str, int] | None = None
     dlq_error = None
     if count_dlq:

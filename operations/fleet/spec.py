@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import get_args
 
 from pipeline.contracts.renditions import RenditionGraph, ResizeSpec, ThumbnailSpec, WatermarkSpec
+from pipeline.fusion import fused_name, split_stages
 
-_ITEM = re.compile(r"^(?P<stage>[a-z][a-z0-9_-]*)=(?P<min>\d+)(?:\.\.(?P<max>\d+))?$")
+# A stage, or stages run fused joined by `+` (`resize+thumbnail+watermark=2`, see pipeline/fusion.py).
+_ITEM = re.compile(r"^(?P<stage>[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*)=(?P<min>\d+)(?:\.\.(?P<max>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,26 @@ def default_workers(installed: Iterable[str], graph: RenditionGraph) -> list[Sta
     """One worker of every installed stage the pipeline needs: ingest, the image stages that make a
     rendition of `graph`, the business consumers and the reconciler (`darkroom fleet up` without --workers)."""
     return [StageSpec(name, 1, 1) for name in sorted(installed) if name not in IMAGE_STAGES or graph.for_stage(name)]
+
+
+def fuse_specs(specs: list[StageSpec], fusable: Collection[str]) -> list[StageSpec]:
+    """The fleet with its fusable stages run as one fused stage (`resize=2,thumbnail=2,watermark=2` → `resize+thumbnail+watermark=2`).
+
+    The stages of `specs` that `fusable` names (including those already written fused) become one stage
+    in the place of the first, with the largest minimum and the largest maximum among them: one fused
+    worker does the work a worker of each did, from one read and one decode per photo. Fewer than two
+    such stages: `specs` unchanged.
+    """
+    fusing = [s for s in specs if all(part in fusable for part in split_stages(s.stage))]
+    stages = [part for s in fusing for part in split_stages(s.stage)]
+    if len(set(stages)) < 2:
+        return list(specs)
+    merged = StageSpec(fused_name(stages), max(s.minimum for s in fusing), max(s.maximum for s in fusing))
+    out: list[StageSpec] = []
+    for spec in specs:
+        if spec in fusing:
+            if merged not in out:
+                out.append(merged)
+        else:
+            out.append(spec)
+    return out

@@ -6,9 +6,11 @@ magic bytes and checks byte/pixel/side limits from the header before any decoder
 sRGB, 8-bit, first frame only, fail on corrupt data); ``encode`` writes JPEG / WebP / AVIF / PNG
 without metadata (``encode_jpeg`` is its JPEG shorthand). Anything that will never make a
 rendition raises ``ImageRejected``, a permanent error with a stable ``reason`` slug.
-``configure_vips`` is called once per worker process.
+``fit_image`` / ``as_parent`` derive from pixels already in memory (a fused worker's parent
+rendition). ``configure_vips`` is called once per worker process.
 """
 
+from stages.imaging.derive import Pixels, Source, as_parent, fit_image
 from stages.imaging.encode import (
     FORMAT_CONTENT_TYPE,
     FORMAT_EXT,
@@ -35,11 +37,15 @@ __all__ = [
     "ImageRejected",
     "OutputFormat",
     "OutputOptions",
+    "Pixels",
     "Rendition",
+    "Source",
+    "as_parent",
     "configure_vips",
     "encode",
     "encode_jpeg",
     "ensure_vips_safety",
+    "fit_image",
     "load_image",
     "load_thumbnail",
     "probe",

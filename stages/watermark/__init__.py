@@ -7,6 +7,7 @@ from stages.watermark.transform import (
     apply_watermark,
     prepare_watermark,
     watermark,
+    watermark_pixels,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "prepare_watermark",
     "read_logo",
     "watermark",
+    "watermark_pixels",
 ]

@@ -20,8 +20,11 @@ from stages.imaging import (
     ImageLimits,
     ImageRejected,
     OutputOptions,
+    Pixels,
     Rendition,
+    Source,
     encode,
+    fit_image,
     load_image,
     vips_errors,
 )
@@ -157,21 +160,32 @@ def _over(base: pyvips.Image, overlay: pyvips.Image) -> pyvips.Image:
     return out.extract_band(0, n=base.bands).cast("uchar").copy(interpretation="srgb")
 
 
-def watermark(data: bytes, prepared: PreparedWatermark, limits: ImageLimits) -> Rendition:
+def watermark_pixels(source: Source, prepared: PreparedWatermark, limits: ImageLimits) -> Pixels:
+    """The pixels of `watermark` before encoding, from bytes (safe decode) or from a parent rendition in memory."""
+    spec = prepared.spec
+    keep_alpha = spec.format != "jpeg"
+    if not isinstance(source, bytes):
+        box = max(source.width, source.height) if spec.long_edge is None else spec.long_edge
+        image = fit_image(source, box, size="down", background=spec.background_rgb, keep_alpha=keep_alpha)
+        what = "parent rendition"
+    else:
+        header, image = load_image(
+            source, limits=limits, long_edge=spec.long_edge, background=spec.background_rgb, keep_alpha=keep_alpha,
+        )
+        what = f"{header.format.upper()} image"
+    with vips_errors(what):
+        return Pixels(apply_watermark(image, prepared), what)
+
+
+def watermark(data: Source, prepared: PreparedWatermark, limits: ImageLimits) -> Rendition:
     """Decode ``data`` safely, composite the prepared watermark, encode as its spec says.
 
     The photo keeps its size unless ``spec.long_edge`` fits it inside a box first (never
     enlarging). Orientation, sRGB, first frame and metadata stripping as in every stage.
+    ``data`` may also be a parent rendition's pixels in memory.
 
     Raises:
         ImageRejected: for anything that is not a usable image.
     """
-    spec = prepared.spec
-    header, image = load_image(
-        data, limits=limits, long_edge=spec.long_edge, background=spec.background_rgb,
-        keep_alpha=spec.format != "jpeg",
-    )
-    what = f"{header.format.upper()} image"
-    with vips_errors(what):
-        marked = apply_watermark(image, prepared)
-    return encode(marked, OutputOptions.from_spec(spec), what=what)
+    pixels = watermark_pixels(data, prepared, limits)
+    return encode(pixels.image, OutputOptions.from_spec(prepared.spec), what=pixels.what)

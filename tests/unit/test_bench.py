@@ -106,3 +106,54 @@ def test_report_writes_json_markdown_and_chart_that_read_back(tmp_path: Path) ->
     assert "| t | ≥ 1 | 0.50 | **no** |" in to_markdown(report)
     if "chart" in paths:  # matplotlib is a test dependency; without it the report says so by omission
         assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_thumbor_is_asked_for_the_pipeline_files_three_renditions() -> None:
+    from bench.thumbor import rendition_paths
+    from pipeline.contracts.renditions import load_rendition_graph
+
+    paths = rendition_paths(load_rendition_graph(Path(__file__).resolve().parents[2] / "examples" / "pipeline.yaml"))
+    assert paths == {
+        "web": "unsafe/fit-in/2048x2048/filters:no_upscale():quality(85):format(jpeg)",
+        "thumb": "unsafe/400x400/smart/filters:quality(75):format(webp)",  # cover + attention crop = thumbor's smart
+        # web-sized, 24 px from the bottom-right corner, 40 % opaque (thumbor's alpha is transparency), 20 % wide
+        "proof": "unsafe/fit-in/2048x2048/filters:no_upscale():quality(82):format(jpeg):watermark(mark.png,-24,-24,60,20)",
+    }
+
+
+def test_the_floor_is_the_fused_chain_of_the_pipeline_file() -> None:
+    from bench.offline import floor_chain
+
+    make = floor_chain(Path(__file__).resolve().parents[2] / "examples" / "pipeline.yaml")
+    assert make(_jpeg(3000, 2000)) == 3  # web, thumb and proof, as the fleet makes them
+
+
+def test_report_shows_thumbor_and_how_cost_grows(tmp_path: Path) -> None:
+    from bench.report import ScalePoint
+
+    run = summarise("resize=1", "max", None, "s", [_timing(0, 1_000_600.0)], RENDITIONS)
+    run.cpu_s = {"fused#1": 0.4, "kafka (stack)": 0.1}
+    thumbor = OfflineResult(kind="thumbor", processes=2, photos=1, seconds=2.0, photos_per_s=0.5, peak_rss_mib=900.0,
+                            renditions=3, cpu_ms_per_photo=1400.0)
+    round_ = Round(index=1, e2e=run, thumbor=thumbor)
+    assert round_.over_thumbor == pytest.approx(run.photos_per_s / 0.5)
+    assert round_.cpu_ms_per_photo == pytest.approx(500.0)
+    summary = ConfigSummary(photos_per_s=run.photos_per_s, floor_photos_per_s=None, pillow_photos_per_s=None,
+                            over_floor=None, over_pillow=None, floor_over_pillow=None, p50_ms=1.0, p95_ms=2.0,
+                            p99_ms=3.0, legs_ms={}, fixed=[], peak_rss_mib={}, thumbor_photos_per_s=0.5,
+                            over_thumbor=round_.over_thumbor)
+    points = [ScalePoint(series=series, megapixels=mp, workers_per_core=wpc, photos=10, e2e_photos_per_s=4.0 / i,
+                         e2e_cpu_ms_per_photo=400.0 * i, floor_photos_per_s=6.0 / i, floor_cpu_ms_per_photo=300.0 * i)
+              for i, (series, mp, wpc) in enumerate([("photo size", 12, 1), ("photo size", 48, 1),
+                                                     ("workers per core", 24, 0.5), ("workers per core", 24, 2)], 1)]
+    report = Report(command="darkroom bench run", machine=describe_machine(), settings={}, corpus={"photos": 1},
+                    configs=[ConfigResult(workers="resize=1", main=True, fused=True, image_workers=1, backlog_at_start=0,
+                                          rounds=[round_], memory=[], summary=summary)],
+                    events=None, profile=None, targets=[], wall_seconds=1.0, scaling=points)
+    markdown = to_markdown(report)
+    assert "## How cost grows" in markdown and "| photo size | 48 | 1 | 10 | 2.00 | 800 |" in markdown
+    assert "| thumbor (its processes, same photos) | 1400 |" in markdown
+    paths = write_report(report, tmp_path)
+    assert Report.model_validate_json(paths["json"].read_text()) == report
+    if "chart" in paths:
+        assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,7 @@ import pytest
 import pyvips
 
 from pipeline.contracts.renditions import WatermarkSpec, parse_rendition_graph
-from stages.image_stages import BindContext, makers_for
+from stages.image_stages import BindContext, bound_renditions
 from stages.imaging import ImageLimits
 from stages.watermark import (
     PreparedWatermark,
@@ -163,8 +163,8 @@ def test_the_mark_is_prepared_once_and_scaled_copies_are_reused() -> None:
 def test_logo_from_a_file_relative_to_the_pipeline_folder(tmp_path: Path) -> None:
     (tmp_path / "logo.png").write_bytes(red_logo())
     graph = parse_rendition_graph("renditions:\n  proof: {stage: watermark, image: logo.png}\n")
-    makers = makers_for("watermark", graph, BindContext(LIMITS, None, tmp_path))  # type: ignore[arg-type]
-    assert makers["proof"].keywords["prepared"].mark.width == 200
+    bound = bound_renditions("watermark", graph, BindContext(LIMITS, None, tmp_path))  # type: ignore[arg-type]
+    assert bound["proof"].render.keywords["prepared"].mark.width == 200  # type: ignore[attr-defined]
 
 
 def test_logo_from_the_store() -> None:
