@@ -103,7 +103,10 @@ def test_the_fused_worker_publishes_what_the_stages_apart_would_and_the_gallery_
         web_size = expected_size(*size_of[file_id])
         expected = {"web": web_size, "proof": web_size, "thumb": (400, 400)}[name]
         assert (data["width"], data["height"]) == expected, (file_id, name)
-        assert data["key"] == rendition_key(shoot_id, file_id, name, {"thumb": "webp"}.get(name, "jpg"))
+        # Per version of the original (#11), exactly as the stages run apart would write it.
+        version = uploaded[file_id].envelope().data["version"]
+        assert data["key"] == rendition_key(shoot_id, file_id, name, {"thumb": "webp"}.get(name, "jpg"), version)
+        assert data["version"] == version
         stored = pyvips.Image.new_from_buffer(store.get(data["key"]), "")
         assert (stored.width, stored.height) == expected
         assert data["bytes"] == store.head(data["key"]).size
