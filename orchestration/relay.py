@@ -56,10 +56,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_TXN_TIMEOUT_S = 30.0
+_TXN_TIMEOUT_S = 30.0  # bound of each transactional call
+# How long a transaction may stay open before the broker aborts it. A relay killed mid-transaction
+# leaves one open on `outbox.marks`, whose single partition every relay reads `read_committed` at
+# start-up, so every starting relay waits behind it until the broker aborts it. A relay's transaction
+# is at most a few hundred small records: 15 s bounds that wait without cutting a live one short.
+_TXN_LIFETIME_S = 15.0
 # Reading the mark back may wait for another relay's open transaction on `outbox.marks` to end:
 # longer than a transaction may stay open.
-_MARK_READ_TIMEOUT_S = _TXN_TIMEOUT_S + 30.0
+_MARK_READ_TIMEOUT_S = _TXN_LIFETIME_S + 30.0
 
 
 def relay_id(consumer: str, db: Database) -> str:
@@ -82,7 +87,7 @@ class TransactionalOutbox:
     def _open(self) -> Producer:
         if self._producer is None:
             config = {**producer_config(self._settings), "transactional.id": self.ident,
-                      "transaction.timeout.ms": int(_TXN_TIMEOUT_S * 1000)}
+                      "transaction.timeout.ms": int(_TXN_LIFETIME_S * 1000)}
             producer = Producer(config)
             try:
                 # Fences any earlier producer of this id and aborts its open transaction, so the mark

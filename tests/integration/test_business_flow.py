@@ -136,7 +136,7 @@ def test_a_crash_between_side_effect_and_commit_sends_no_second_mail_or_invite_s
     email = f"crash-{point}-{time.time_ns()}@example.com"
     shoot_id = darkroom(orch_env, "shoot", "create", "--title", "Crash", "--client-email", email).strip()
 
-    assert doomed.wait(120) == 137, "\n".join(doomed.lines[-20:])  # died at the fault point, nothing committed
+    assert doomed.wait(240) == 137, "\n".join(doomed.lines[-20:])  # died at the fault point, nothing committed
     start_worker("invite-sender", **orch_env)  # the redelivery goes to a fresh worker
     invites.until(lambda seen: of_type(seen, "invite.sent", shootId=shoot_id), 120)
     caught_up(settings, "invite-sender", INVITES)

@@ -126,8 +126,9 @@ def test_broker_killed_during_an_upload_every_photo_and_the_invite_get_through_w
            "DARKROOM_RECONCILE__FULL_SWEEP_EVERY": "5"}
     f = fleet_of(env)  # no --workers: every stage the pipeline file needs, the business consumers, the reconciler
     state = f.wait(all_ready(settings, f), 240, "every worker ready")
-    assert set(state.stages) == {"ingest", "resize", "thumbnail", "watermark", "gallery", "users", "invites",
-                                 "invite-sender", "notifier", "reconcile"}
+    # The image stages run fused, as `fleet up` does by default (#13).
+    assert set(state.stages) == {"ingest", "resize+thumbnail+watermark", "gallery", "users", "invites",
+                                 "invite-sender", "notifier", "analytics", "reconcile"}
 
     email = f"outage-{time.time_ns()}@example.com"
     shoot_id = darkroom(env, "shoot", "create", "--title", "Outage", "--client-email", email).strip()

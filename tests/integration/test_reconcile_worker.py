@@ -13,6 +13,7 @@ from pipeline.contracts.topics import FILES
 from pipeline.settings import Settings
 from stages.ingest import RECONCILE_TICKS
 from storage import open_store
+from storage.keys import file_id_of
 from tests.integration.helpers import events_of
 
 pytestmark = pytest.mark.integration
@@ -37,9 +38,11 @@ def test_the_reconcile_worker_publishes_lost_uploads_alone_and_a_spare_takes_ove
     spare = start_worker("reconcile", **env)
     spare.wait_for_line(r"reconcile: health and metrics on", 90)
 
-    store.put(f"originals/shoots/{shoot_id}/first-1.jpg", b"\xff\xd8\xff", content_type="image/jpeg")
-    found = files.until(lambda s: bool(events_of(s, FILE_UPLOADED, {"first-1"})), 90)
-    envelope = events_of(found, FILE_UPLOADED, {"first-1"})[0].envelope()
+    first, second = (f"originals/shoots/{shoot_id}/{name}" for name in ("first-1.jpg", "second-1.jpg"))
+    first_id, second_id = file_id_of(first), file_id_of(second)  # what ingest (and so the reconciler) calls them
+    store.put(first, b"\xff\xd8\xff", content_type="image/jpeg")
+    found = files.until(lambda s: bool(events_of(s, FILE_UPLOADED, {first_id})), 90)
+    envelope = events_of(found, FILE_UPLOADED, {first_id})[0].envelope()
     assert envelope.data["bucket"] == bucket and envelope.data["shootId"] == shoot_id
     holder.wait_for_line(EMITTED, 30)
     # One partition: the spare has none, so it ran no pass.
@@ -47,13 +50,13 @@ def test_the_reconcile_worker_publishes_lost_uploads_alone_and_a_spare_takes_ove
 
     holder.signal(signal.SIGKILL)
     assert holder.wait(30) == -signal.SIGKILL
-    store.put(f"originals/shoots/{shoot_id}/second-1.jpg", b"\xff\xd8\xff\xe0", content_type="image/jpeg")
+    store.put(second, b"\xff\xd8\xff\xe0", content_type="image/jpeg")
     spare.wait_for_line(HOLDS, 90)  # after the dead holder's session timeout
-    files.until(lambda s: bool(events_of(s, FILE_UPLOADED, {"second-1"})), 90)
+    files.until(lambda s: bool(events_of(s, FILE_UPLOADED, {second_id})), 90)
     spare.wait_for_line(EMITTED, 30)
     files.poll(1.0)
     # The pass that found `second-1` saw `first-1` on `files` and emitted nothing more for it.
-    assert len({s.envelope().event_id for s in events_of(files.seen, FILE_UPLOADED, {"first-1"})}) == 1
+    assert len({s.envelope().event_id for s in events_of(files.seen, FILE_UPLOADED, {first_id})}) == 1
     # SIGTERM: the ticker stops, a pass in progress is interrupted, the tick is committed or left for the next holder.
     spare.signal(signal.SIGTERM)
     assert spare.wait(60) == 0
