@@ -13,16 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from operations.devstack.gobinary import GoBinary
 from operations.devstack.processes import (
     ServiceProcess,
-    StackError,
     check_port_free,
-    require_tool,
     spawn,
     stop,
     wait_healthy,
@@ -32,7 +30,6 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 MODULE = "github.com/axllent/mailpit"
-GO_HINT = "install Go 1.24+ (https://go.dev/dl, or `apt-get install golang-go` / `brew install go`); it builds Mailpit."
 READY_TIMEOUT_S = 30.0
 
 
@@ -49,9 +46,8 @@ class MailServer:
 
     def __init__(self, settings: Settings, data_dir: Path) -> None:
         self.settings = settings
-        self.bin_dir = data_dir / "bin"
-        self.binary = self.bin_dir / "mailpit"
-        self.stamp = self.bin_dir / "mailpit.version"
+        self.build = GoBinary("mailpit", MODULE, data_dir / "bin", "settings.dev.mailpit_version")
+        self.bin_dir, self.binary, self.stamp = self.build.bin_dir, self.build.binary, self.build.stamp
         self.mail_dir = data_dir / "mail"
         self.database = self.mail_dir / "mailpit.db"
         self.port_file = data_dir / "run" / "smtp.port"
@@ -88,37 +84,16 @@ class MailServer:
     # --- build -----------------------------------------------------------------------------------
 
     def installed_version(self) -> str | None:
-        if not self.binary.exists():
-            return None
-        try:
-            return self.stamp.read_text().strip() or None
-        except OSError:
-            return None
+        """Version recorded when the binary was built, or None if binary or stamp is missing."""
+        return self.build.installed_version()
 
     def install(self) -> bool:
         """``go install`` the pinned version unless it is already built; True if it was built now."""
-        version = self.settings.dev.mailpit_version
-        if self.installed_version() == version:
-            return False
-        go = require_tool("go", GO_HINT)
-        self.bin_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GOBIN": str(self.bin_dir)}
-        log.info("building mailpit %s with go install", version)
-        self.stamp.unlink(missing_ok=True)
-        result = subprocess.run(
-            [go, "install", f"{MODULE}@{version}"], env=env, capture_output=True, text=True, check=False, timeout=1800
-        )
-        if result.returncode != 0 or not self.binary.exists():
-            raise StackError(
-                f"`go install {MODULE}@{version}` failed (is the Go module proxy reachable? is settings.dev."
-                f"mailpit_version right? is Go recent enough?):\n" + (result.stdout + result.stderr).strip()[-3000:]
-            )
-        self.stamp.write_text(version + "\n")
-        return True
+        return self.build.install(self.settings.dev.mailpit_version)
 
     def check_tools(self) -> None:
-        if self.installed_version() != self.settings.dev.mailpit_version:
-            require_tool("go", GO_HINT)
+        """Raise StackError if Go is needed (binary missing or of another version) but not installed."""
+        self.build.check_tools(self.settings.dev.mailpit_version)
 
     def check_ports(self) -> None:
         if self.settings.orchestration.smtp_port:

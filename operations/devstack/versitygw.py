@@ -10,14 +10,12 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import subprocess
 from pathlib import Path
 
+from operations.devstack.gobinary import GoBinary
 from operations.devstack.processes import (
     ServiceProcess,
-    StackError,
     check_port_free,
-    require_tool,
     spawn,
     stop,
     wait_healthy,
@@ -28,7 +26,6 @@ from pipeline.settings import DevStackSettings, StorageSettings
 log = logging.getLogger(__name__)
 
 MODULE = "github.com/versity/versitygw/cmd/versitygw"
-GO_HINT = "install Go 1.24+ (https://go.dev/dl, or `apt-get install golang-go` / `brew install go`); it builds versitygw."
 
 
 class VersityGateway:
@@ -39,9 +36,8 @@ class VersityGateway:
     def __init__(self, dev: DevStackSettings, storage: StorageSettings, data_dir: Path) -> None:
         self.dev = dev
         self.storage = storage
-        self.bin_dir = data_dir / "bin"
-        self.binary = self.bin_dir / "versitygw"
-        self.stamp = self.bin_dir / "versitygw.version"
+        self.build = GoBinary("versitygw", MODULE, data_dir / "bin", "settings.dev.versitygw_version")
+        self.bin_dir, self.binary, self.stamp = self.build.bin_dir, self.build.binary, self.build.stamp
         self.root = data_dir / "s3"
         self.process = ServiceProcess(
             name=self.name,
@@ -63,40 +59,15 @@ class VersityGateway:
 
     def installed_version(self) -> str | None:
         """Version recorded when the binary was built, or None if binary or stamp is missing."""
-        if not self.binary.exists():
-            return None
-        try:
-            return self.stamp.read_text().strip() or None
-        except OSError:
-            return None
+        return self.build.installed_version()
 
     def install(self) -> bool:
         """``go install`` the pinned version unless it is already built; True if it was built now."""
-        version = self.dev.versitygw_version
-        if self.installed_version() == version:
-            return False
-        go = require_tool("go", GO_HINT)
-        self.bin_dir.mkdir(parents=True, exist_ok=True)
-        # GOBIN: the binary goes into our data dir, so we never replace a versitygw someone else runs
-        # from GOPATH/bin. Go's module and build caches still make a rebuild take seconds.
-        env = {**os.environ, "GOBIN": str(self.bin_dir)}
-        log.info("building versitygw %s with go install", version)
-        self.stamp.unlink(missing_ok=True)
-        result = subprocess.run(
-            [go, "install", f"{MODULE}@{version}"], env=env, capture_output=True, text=True, check=False, timeout=1200
-        )
-        if result.returncode != 0 or not self.binary.exists():
-            raise StackError(
-                f"`go install {MODULE}@{version}` failed (is proxy.golang.org reachable? is settings.dev."
-                f"versitygw_version right? is Go recent enough?):\n" + (result.stdout + result.stderr).strip()[-3000:]
-            )
-        self.stamp.write_text(version + "\n")
-        return True
+        return self.build.install(self.dev.versitygw_version)
 
     def check_tools(self) -> None:
         """Raise StackError if Go is needed (binary missing or of another version) but not installed."""
-        if self.installed_version() != self.dev.versitygw_version:
-            require_tool("go", GO_HINT)
+        self.build.check_tools(self.dev.versitygw_version)
 
     def check_ports(self) -> None:
         """Raise StackError (naming the owner and the variable to change) if the S3 port is taken."""
