@@ -87,7 +87,9 @@ class TransactionalOutbox:
     def _open(self) -> Producer:
         if self._producer is None:
             config = {**producer_config(self._settings), "transactional.id": self.ident,
-                      "transaction.timeout.ms": int(_TXN_LIFETIME_S * 1000)}
+                      "transaction.timeout.ms": int(_TXN_LIFETIME_S * 1000),
+                      # librdkafka refuses a message timeout longer than the transaction's.
+                      "delivery.timeout.ms": int(_TXN_LIFETIME_S * 1000)}
             producer = Producer(config)
             try:
                 # Fences any earlier producer of this id and aborts its open transaction, so the mark

@@ -16,7 +16,9 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before the next attempt, after `attempt` attempts failed."""
-        ceiling = min(self.max_s, self.initial_s * (2 ** max(0, attempt - 1)))
+        # The exponent is capped: a dependency down for hours makes thousands of attempts, and 2**1024
+        # no longer converts to a float (the ceiling is max_s long before that anyway).
+        ceiling = min(self.max_s, self.initial_s * (2 ** min(max(0, attempt - 1), 64)))
         # Never zero: a zero delay would turn a dead dependency into a busy loop.
         return max(self.initial_s / 2, (rng or random).uniform(0, ceiling))
 

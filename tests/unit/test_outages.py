@@ -123,3 +123,11 @@ def test_a_partition_paused_when_the_group_lost_it_is_read_again_once_reassigned
     stop(runner, thread)
     assert consumer.rebalanced
     assert b"done:b" in [o.value for o in publisher.published]
+
+
+def test_a_backoff_after_hours_of_failures_is_its_maximum_not_an_overflow() -> None:
+    from pipeline.retry import Backoff
+
+    backoff = Backoff(0.2, 5.0, 0)
+    # A relay whose broker is down for an hour fails thousands of rounds; 2**1800 is no float.
+    assert all(0.1 <= backoff.delay(attempt) <= 5.0 for attempt in (1, 10, 1025, 5000, 10**6))
