@@ -51,7 +51,7 @@ def _bars(console: Console) -> Iterator[Progress]:
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated corpus.")
 @click.option("--jpeg-only", is_flag=True, help="Generated corpus without its PNG and WebP.")
 @click.option("--no-baselines", is_flag=True, help="Skip the compute floor and the Pillow baseline.")
-@click.option("--events", default=10_000, show_default=True, help="Events per event-throughput run.")
+@click.option("--events", default=20_000, show_default=True, help="Events per event-throughput run.")
 @click.option("--event-runs", default=3, show_default=True, help="Event-throughput runs (0 skips it).")
 @click.option("--profile", is_flag=True,
               help="py-spy an image worker during the main configuration's first run, and the event runner.")

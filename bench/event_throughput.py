@@ -10,13 +10,16 @@ raw loop is what a hand-rolled consumer would do: consume, produce, commit every
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -172,9 +175,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="Also write the runs as JSON here (the harness reads it).")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy this process during the first framework run; collapsed stacks here, summary beside.")
     args = parser.parse_args()
     settings = Settings()
-    results = measure(settings, args.events, args.runs)
+    profiled = []
+
+    @contextmanager
+    def profile_framework() -> Iterator[None]:
+        from bench.profile import Profiler
+
+        profiler = Profiler(os.getpid(), args.profile)
+        profiler.start()
+        try:
+            yield
+        finally:
+            profiled.append(profiler.stop())
+
+    results = measure(settings, args.events, args.runs, around_framework=profile_framework if args.profile else None)
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "runs": [{"raw_eps": r.raw_eps, "framework_eps": r.framework_eps, "ratio": r.ratio} for r in results],
+            "profile": profiled[0].model_dump() if profiled else None}))
     for r in results:
         print(f"raw {r.raw_eps:9.0f} ev/s   framework {r.framework_eps:9.0f} ev/s   ratio {r.ratio:.2f}")
     s = summarise(results)

@@ -18,12 +18,13 @@ The configurations themselves give the "workers per core" series (1, 4 and 2 fus
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,6 @@ from confluent_kafka.admin import AdminClient
 from bench import corpus as corpus_mod
 from bench import cpu
 from bench.e2e import E2ERun, Progress, run_e2e
-from bench.event_throughput import measure, summarise
 from bench.fleet import BenchFleet, fixed_specs, fleet_env
 from bench.machine import describe_machine
 from bench.offline import OfflineResult, run_offline
@@ -86,7 +86,7 @@ class BenchConfig:
     jpeg_only: bool = False
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     baselines: bool = True
-    events: int = 10_000
+    events: int = 20_000
     event_runs: int = 3  # 0 = skip the event-throughput comparison
     profile: bool = False  # py-spy on an image worker during the main configuration's first run, and on the event runner
     fuse: bool = True  # the fleet runs the image stages fused (`fleet up --fuse`)
@@ -224,6 +224,7 @@ class Bench:
         self._thumbor_exe = ensure_thumbor(settings.dev.data_dir.resolve() / "bench" / "thumbor-venv", self.echo) \
             if cfg.thumbor and cfg.baselines else None
         self.scaling: list[ScalePoint] = []
+        self.size_peak_rss: float | None = None
         for index, workers in enumerate(cfg.workers):
             main = index == len(cfg.workers) - 1
             result, prof = self._configuration(index, workers, main, paths, renditions, store)
@@ -243,7 +244,7 @@ class Bench:
                       "partitions": partitions, "reference processes": cfg.processes, "runs": cfg.runs},
             corpus=_corpus_facts(paths), configs=configs, events=events, profile=profile,
             targets=_targets(configs, events), wall_seconds=time.monotonic() - began,
-            scaling=scaling, event_profile=event_profile,
+            scaling=scaling, event_profile=event_profile, size_series_peak_rss_mib=self.size_peak_rss,
         )
 
     def _configuration(self, index: int, workers: str, main: bool, paths: list[Path], renditions: set[str],
@@ -286,9 +287,11 @@ class Bench:
                 refs = f", floor {floor.photos_per_s:.2f}, Pillow {pillow.photos_per_s:.2f}" if floor and pillow else ""
                 refs += f", thumbor {thumbor.photos_per_s:.2f}" if thumbor else ""
                 self.echo(f"  round {r}: e2e {e2e.photos_per_s:.2f} photos/s (p50 {_sec(e2e.latency_ms.p50)}){refs}")
-            if main:
+            memory = fleet.memory()  # the benchmark corpus's peak: what the RSS target is about
+            if main and cfg.sizes:
                 self.scaling += self._sizes(fleet, store, workers, renditions)
-            memory = fleet.memory()
+                # The size series (48 MP photos) is a heavier corpus: its peak is reported beside, not mixed in.
+                self.size_peak_rss = max((w.peak_rss_mib for w in fleet.memory()), default=None)
         finally:
             fleet.stop()
         by_stage: dict[str, float] = {}
@@ -346,26 +349,25 @@ class Bench:
         return pids
 
     def _events(self) -> tuple[EventsResult, ProfileResult | None]:
-        self.echo(f"event throughput: {self.config.event_runs} runs of {self.config.events} events")
-        profiled: list[ProfileResult] = []
-
-        @contextmanager
-        def profile_framework() -> Iterator[None]:
-            # py-spy on this process while the framework's runner (a thread here) moves the first run's events.
-            profiler = Profiler(os.getpid(), self.out_dir / "profile-event-runner.txt")
-            profiler.start()
-            try:
-                yield
-            finally:
-                profiled.append(profiler.stop())
-
-        results = measure(self.settings, self.config.events, self.config.event_runs,
-                          around_framework=profile_framework if self.config.profile else None)
-        s = summarise(results)
-        return EventsResult(events=self.config.events,
-                            runs=[{"raw_eps": r.raw_eps, "framework_eps": r.framework_eps, "ratio": r.ratio} for r in results],
-                            raw_eps=s["raw_eps"], framework_eps=s["framework_eps"], ratio=s["ratio"]), \
-            (profiled[0] if profiled else None)
+        """bench.event_throughput in a process of its own: this one's threads (progress display, clients)
+        would take the GIL from the runner it measures."""
+        cfg = self.config
+        self.echo(f"event throughput: {cfg.event_runs} runs of {cfg.events} events")
+        out = self.out_dir / "event-throughput.json"
+        command = [sys.executable, "-m", "bench.event_throughput", "--events", str(cfg.events),
+                   "--runs", str(cfg.event_runs), "--json", str(out)]
+        if cfg.profile:
+            command += ["--profile", str(self.out_dir / "profile-event-runner.txt")]
+        env = fleet_env(self.settings, self.settings.dev.data_dir, cfg.pipeline_file)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=cfg.timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.event_throughput failed ({done.returncode}): {done.stderr[-2000:]}")
+        data = json.loads(out.read_text())
+        runs = data["runs"]
+        result = EventsResult(events=cfg.events, runs=runs, raw_eps=median([r["raw_eps"] for r in runs]) or 0.0,
+                              framework_eps=median([r["framework_eps"] for r in runs]) or 0.0,
+                              ratio=median([r["ratio"] for r in runs]) or 0.0)
+        return result, (ProfileResult.model_validate(data["profile"]) if data.get("profile") else None)
 
 
 def _label(workers: str) -> str:

@@ -153,6 +153,7 @@ class Report(BaseModel):
     wall_seconds: float
     scaling: list[ScalePoint] = Field(default_factory=list)
     event_profile: ProfileResult | None = None  # the framework's pass-through runner during bench.event_throughput
+    size_series_peak_rss_mib: float | None = None  # largest worker peak after the size series (up to 48 MP photos)
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -287,6 +288,9 @@ def _scaling_table(report: Report) -> list[str]:
         out.append(f"| {p.series} | {p.megapixels:.0f} | {p.workers_per_core:g} | {p.photos} | {_f(p.e2e_photos_per_s)} | "
                    f"{_ms(p.e2e_cpu_ms_per_photo)} | {_f(p.floor_photos_per_s)} | {_ms(p.floor_cpu_ms_per_photo)} | "
                    f"{_f(model)} |")
+    if report.size_series_peak_rss_mib is not None:
+        out.append(f"\nLargest image-worker peak RSS after the photo-size series (up to 48 MP): "
+                   f"{report.size_series_peak_rss_mib:.0f} MiB (the peak-RSS table and target are the benchmark corpus's).")
     return out
 
 
